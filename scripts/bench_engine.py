@@ -1,0 +1,394 @@
+"""Speed and quality benchmark for the engine: the plain path against the default path, side by side.
+
+Run from the repository root (the venv needs ``av`` for decoding)::
+
+    python scripts/bench_engine.py                      # 12 timed frames per path, model 4.0, scale 1
+    python scripts/bench_engine.py --frames 24 --threads 2 --dtypes --json bench-results/engine.json
+
+What it measures, in one process and on the same real frames (``bigbuckbunny``, 1280x720, from the
+sample catalogue; fetched once into ``bench-results/samples/``):
+
+* **plain** path: ``Interpolator(model, dtype=torch.float32, channels_last=False)`` given raw tensors on
+  every call, so each call pads both frames afresh (the upstream math in eager PyTorch, fp32, NCHW).
+* **default** path: ``Interpolator(model)`` with its default dtype and layout, run as a stream: each
+  source frame is prepared once (``Interpolator.prepare``) and reused for the pairs on either side of
+  it. A timed step is "prepare the next frame, interpolate the pair", i.e. the cost of one output
+  frame in a stream; the first source frame is prepared before timing starts.
+* with ``--dtypes``, also the default path's calling convention with float32 + channels_last and with
+  the default dtype + contiguous layout, so the effects of precision and of layout can be told apart.
+
+Calls alternate between the paths (A B A B ...) on the same frame pairs at t=0.5, so drift in the
+machine's speed hits every path alike; the first ``--warmup`` calls of each path are discarded. Each
+row reports the median and interquartile range of seconds per interpolated frame, and the ratio of
+the plain median to its own. The paired ratio is the median over pairs of plain/default call times.
+
+Quality, in the same run: frame-drop PSNR on the same clip. Frame 2k+2 (0-based decode index, k = 0..5)
+is interpolated from frames 2k+1 and 2k+3 with the plain and the default path; PSNR = 10 log10(1/MSE)
+on RGB in [0, 1] per frame, then averaged. The 50/50 blend of the two neighbours is reported as a floor.
+
+Results go to ``--json`` (default ``bench-results/engine.json``) with the machine's description; a
+Markdown summary goes to stdout (or ``--markdown PATH``); progress goes to stderr. Nothing is asserted:
+the project's goal (default path >= 1.5x the plain path, PSNR at most 0.1 dB lower) is reported, not
+enforced. Timings are only meaningful on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import vsrife
+from vsrife.catalogue import get_sample
+from vsrife.engine import Frame, Interpolator, default_device, default_dtype
+from vsrife.weights import fetch_file
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench-results"
+GOAL_SPEEDUP = 1.5
+GOAL_PSNR_DROP_DB = 0.1
+QUALITY_TRIPLETS = 6  # k = 0..5: frame 2k+2 from frames 2k+1 and 2k+3
+TIMESTEP = 0.5
+
+_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+
+
+def sample_path(name: str, folder: Path) -> Path:
+    """The catalogue sample ``name`` in ``folder``, fetched (and checked) if absent or damaged."""
+    source = get_sample(name).source
+    dest = folder / Path(source.member or f"{name}.mp4").name
+    if dest.is_file() and source.sha256 is not None:
+        if hashlib.sha256(dest.read_bytes()).hexdigest() == source.sha256:
+            return dest
+        log(f"{dest} does not match the catalogue; fetching it again")
+    elif dest.is_file():
+        return dest
+    log(f"fetching sample {name!r} into {dest}")
+    folder.mkdir(parents=True, exist_ok=True)
+    fetch_file(source, dest)
+    return dest
+
+
+def decode(path: Path, count: int) -> list[Tensor]:
+    """The first ``count`` frames of ``path`` as 1 x 3 x H x W float32 tensors in [0, 1]."""
+    import av
+
+    frames: list[Tensor] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+            frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous())
+            if len(frames) == count:
+                break
+    if len(frames) < count:
+        raise SystemExit(f"{path.name} has only {len(frames)} frames; {count} are needed (lower --frames)")
+    return frames
+
+
+# --- paths --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Runner:
+    """One way of calling the engine, and the times it took."""
+
+    key: str
+    label: str
+    interpolator: Interpolator
+    stream: bool  # True: frames prepared once and reused; False: raw tensors on every call
+    times: list[float] = field(default_factory=list)
+    _previous: Frame | None = None
+
+    @property
+    def dtype(self) -> str:
+        return _DTYPES[self.interpolator.dtype]
+
+    @property
+    def layout(self) -> str:
+        fmt = self.interpolator.network.memory_format
+        return "channels_last" if fmt == torch.channels_last else "contiguous"
+
+    def start(self, first: Tensor) -> None:
+        """Begin a stream at ``first`` (untimed); a no-op for the plain calling convention."""
+        self._previous = self.interpolator.prepare(first) if self.stream else None
+
+    def step(self, a: Tensor, b: Tensor) -> Tensor:
+        """The frame between ``a`` and ``b``; in a stream ``a`` is the frame prepared by the last step."""
+        if not self.stream:
+            return self.interpolator.interpolate(a, b, TIMESTEP)
+        assert self._previous is not None, "start() the stream first"
+        nxt = self.interpolator.prepare(b)
+        out = self.interpolator.interpolate(self._previous, nxt, TIMESTEP)
+        self._previous = nxt
+        return out
+
+
+def make_paths(args: argparse.Namespace, device: torch.device) -> list[Runner]:
+    """The plain and default paths, then (``--dtypes``) the two mixed ones not already present."""
+
+    def build(dtype: torch.dtype | None, channels_last: bool) -> Interpolator:
+        return Interpolator(args.model, device=device, dtype=dtype, scale=args.scale, channels_last=channels_last)
+
+    default = build(None, True)
+    runners = [Runner("plain", "plain (raw tensors)", build(torch.float32, False), stream=False),
+               Runner("default", "default (stream)", default, stream=True)]  # fmt: skip
+    if args.dtypes:
+        for dtype, channels_last in ((torch.float32, True), (default.dtype, False)):
+            if (dtype, channels_last) in ((default.dtype, True), (torch.float32, False)):
+                continue  # already a row
+            key = f"{_DTYPES[dtype]}-{'channels_last' if channels_last else 'contiguous'}"
+            runners.append(Runner(key, "stream", build(dtype, channels_last), stream=True))
+    return runners
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    module = getattr(torch, device.type, None)
+    sync = getattr(module, "synchronize", None) if device.type != "cpu" else None
+    return sync if sync is not None else (lambda: None)
+
+
+# --- measurements -------------------------------------------------------------------------------------
+
+
+def time_paths(paths: Sequence[Runner], frames: Sequence[Tensor], calls: int, sync: Callable[[], None]) -> None:
+    """``calls`` steps per path over pairs (j, j+1), the paths interleaved call by call."""
+    for path in paths:
+        path.start(frames[0])
+    sync()
+    for j in range(calls):
+        for path in paths:
+            t0 = time.perf_counter()
+            path.step(frames[j], frames[j + 1])
+            sync()
+            path.times.append(time.perf_counter() - t0)
+        log(f"pair {j + 1}/{calls}: " + "  ".join(f"{p.key} {p.times[-1]:.3f}s" for p in paths))
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    mse = torch.mean((a.double().cpu().clamp(0, 1) - b.double().cpu().clamp(0, 1)) ** 2).item()
+    return float("inf") if mse == 0 else 10 * float(np.log10(1 / mse))
+
+
+def frame_drop_quality(plain: Runner, default: Runner, frames: Sequence[Tensor]) -> dict:
+    """Frame 2k+2 from 2k+1 and 2k+3 with both paths (the default one reusing prepared frames)."""
+    rows: list[dict] = []
+    prepared: dict[int, Frame] = {}
+
+    def ready(i: int) -> Frame:
+        if i not in prepared:
+            prepared[i] = default.interpolator.prepare(frames[i])
+        return prepared[i]
+
+    for k in range(QUALITY_TRIPLETS):
+        a, target, b = 2 * k + 1, 2 * k + 2, 2 * k + 3
+        out_plain = plain.interpolator.interpolate(frames[a], frames[b], TIMESTEP)
+        out_default = default.interpolator.interpolate(ready(a), ready(b), TIMESTEP)
+        blend = (frames[a] + frames[b]) / 2
+        rows.append({
+            "target": target, "from": [a, b],
+            "plain_db": psnr(out_plain, frames[target]),
+            "default_db": psnr(out_default, frames[target]),
+            "blend_db": psnr(blend, frames[target]),
+            "default_vs_plain_db": psnr(out_default, out_plain),
+        })  # fmt: skip
+        log(f"quality: frame {target}: plain {rows[-1]['plain_db']:.3f} dB, default {rows[-1]['default_db']:.3f} dB")
+    mean = {key: statistics.fmean(r[key] for r in rows) for key in ("plain_db", "default_db", "blend_db")}
+    return {
+        "frames": rows,
+        "plain_db": mean["plain_db"],
+        "default_db": mean["default_db"],
+        "blend_db": mean["blend_db"],
+        "drop_db": mean["plain_db"] - mean["default_db"],
+        "default_vs_plain_db": statistics.fmean(r["default_vs_plain_db"] for r in rows),
+    }
+
+
+def summarise(times: Sequence[float]) -> dict:
+    q25, median, q75 = (float(v) for v in np.percentile(times, [25, 50, 75]))
+    return {"median_s": median, "q25_s": q25, "q75_s": q75, "iqr_s": q75 - q25, "mean_s": statistics.fmean(times),
+            "min_s": min(times), "max_s": max(times), "n": len(times)}  # fmt: skip
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+
+def machine_info(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cores_available": affinity,
+        "cpu_native_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "vsrife": _package_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _package_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vsrife")
+    except PackageNotFoundError:
+        return None
+
+
+def markdown(result: dict) -> str:
+    m, cfg, q = result["machine"], result["config"], result["quality"]
+    lines = [
+        f"### Engine benchmark: RIFE {cfg['model']}, {cfg['sample']} {cfg['width']}x{cfg['height']}, "
+        f"scale {cfg['scale']}",
+        "",
+        f"{m['cpu']}, {m['cores_available']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"{m['date']}. {cfg['timed_calls']} timed calls per path after {cfg['warmup']} warm-up, interleaved.",
+        "",
+        "| path | dtype | layout | median s/frame | IQR s | plain / this |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for row in result["paths"]:
+        s = row["stats"]
+        lines.append(f"| {row['label']} | {row['dtype']} | {row['layout']} | {s['median_s']:.3f} | "
+                     f"{s['iqr_s']:.3f} | {row['speedup']:.2f}x |")  # fmt: skip
+    sp = result["speedup"]
+    lines += [
+        "",
+        f"Speed-up of the default path: **{sp['ratio_of_medians']:.2f}x** (ratio of medians; paired median "
+        f"{sp['paired_median']:.2f}x); goal >= {GOAL_SPEEDUP}x: {'met' if sp['goal_met'] else 'NOT met'}.",
+        "",
+        f"| frame-drop PSNR ({QUALITY_TRIPLETS} frames) | dB |",
+        "|---|---:|",
+        f"| plain | {q['plain_db']:.3f} |",
+        f"| default | {q['default_db']:.3f} |",
+        f"| 50/50 blend (floor) | {q['blend_db']:.3f} |",
+        "",
+        f"PSNR drop of the default path: **{q['drop_db']:+.3f} dB** (goal <= {GOAL_PSNR_DROP_DB} dB: "
+        f"{'met' if q['goal_met'] else 'NOT met'}); default vs plain output: {q['default_vs_plain_db']:.2f} dB.",
+        "",
+        f"Peak host RSS: {result['peak_rss_mib']:.0f} MiB.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--model", default="4.0", help="release name (default 4.0)")
+    p.add_argument("--scale", type=float, default=1.0, help="flow scale (default 1)")
+    p.add_argument("--frames", type=int, default=12, help="timed interpolated frames per path (default 12)")
+    p.add_argument("--warmup", type=int, default=2, help="discarded calls per path before timing (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--dtypes", action="store_true",
+                   help="add float32+channels_last and <default dtype>+contiguous rows (both streamed)")
+    p.add_argument("--sample", default="bigbuckbunny", help="catalogue sample clip (default bigbuckbunny)")
+    p.add_argument("--device", default=None, help="torch device (default: the engine's default)")
+    p.add_argument("--samples-dir", type=Path, default=RESULTS / "samples", help="where the sample clip is kept")
+    p.add_argument("--json", type=Path, default=RESULTS / "engine.json", help="JSON results file")
+    p.add_argument("--markdown", type=Path, default=None, help="write the Markdown summary here, not stdout")
+    args = p.parse_args(argv)
+    if args.frames < 1 or args.warmup < 0:
+        p.error("--frames must be >= 1 and --warmup >= 0")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else default_device()
+    calls = args.warmup + args.frames
+    needed = max(calls + 1, 2 * QUALITY_TRIPLETS + 2)
+
+    clip = sample_path(args.sample, args.samples_dir)
+    log(f"decoding {needed} frames of {clip}")
+    frames = decode(clip, needed)
+    height, width = frames[0].shape[-2:]
+
+    vsrife.fetch_weights(args.model)  # no-op when cached
+    paths = make_paths(args, device)
+    plain, default = paths[0], paths[1]
+    log(f"model {args.model} on {device}, default dtype {_DTYPES[default_dtype(device)]}, "
+        f"{torch.get_num_threads()} threads, {len(paths)} paths x {calls} calls at {width}x{height}")  # fmt: skip
+
+    load_before = os.getloadavg()
+    time_paths(paths, frames, calls, synchronizer(device))
+    load_after = os.getloadavg()
+    log("measuring frame-drop quality")
+    quality = frame_drop_quality(plain, default, frames)
+    quality["goal_met"] = quality["drop_db"] <= GOAL_PSNR_DROP_DB
+
+    timed = {p.key: p.times[args.warmup :] for p in paths}
+    stats = {key: summarise(t) for key, t in timed.items()}
+    base = stats["plain"]["median_s"]
+    paired = [a / b for a, b in zip(timed["plain"], timed["default"])]
+    ratio = base / stats["default"]["median_s"]
+    result = {
+        "config": {"model": args.model, "scale": args.scale, "sample": args.sample, "width": width, "height": height,
+                   "timestep": TIMESTEP, "timed_calls": args.frames, "warmup": args.warmup,
+                   "threads": args.threads},  # fmt: skip
+        "machine": {**machine_info(device), "loadavg_before": load_before, "loadavg_after": load_after},
+        "paths": [
+            {"key": p.key, "label": p.label, "dtype": p.dtype, "layout": p.layout, "stream": p.stream,
+             "stats": stats[p.key], "speedup": base / stats[p.key]["median_s"], "times_s": p.times,
+             "timed_from": args.warmup}  # fmt: skip
+            for p in paths
+        ],
+        "speedup": {"ratio_of_medians": ratio, "paired_median": statistics.median(paired),
+                    "goal": GOAL_SPEEDUP, "goal_met": ratio >= GOAL_SPEEDUP},  # fmt: skip
+        "quality": {**quality, "goal_drop_db": GOAL_PSNR_DROP_DB},
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+    }
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {args.json}")
+    text = markdown(result)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+        log(f"wrote {args.markdown}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

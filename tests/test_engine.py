@@ -1,0 +1,96 @@
+"""The engine on real RIFE 4.0 weights and real footage."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vsrife
+from vsrife.engine import default_device, default_dtype
+
+from .conftest import psnr
+
+# Frame numbers count from 1, as the quality figures in the design were measured: frame 2k+1 is
+# rebuilt from frames 2k and 2k+2 (k = 1..6), i.e. decode indices 2k-1 .. 2k+1.
+TRIPLETS = [(2 * k - 1, 2 * k, 2 * k + 1) for k in range(1, 7)]
+
+
+def frame_drop_psnr(it: vsrife.Interpolator, frames) -> float:
+    return statistics.mean(psnr(it.interpolate(frames[a], frames[c], 0.5), frames[b]) for a, b, c in TRIPLETS)
+
+
+def test_blend_floor_pins_the_protocol(bikes):
+    blend = statistics.mean(psnr((bikes[a] + bikes[c]) / 2, bikes[b]) for a, b, c in TRIPLETS)
+    assert 29.2 < blend < 29.5  # the design quotes 29.4 dB for the 50/50 blend
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32], ids=["default", "float32"])
+def test_real_footage_quality(bikes, weights_40, dtype):
+    it = vsrife.Interpolator("4.0", device="cpu", dtype=dtype)
+    assert frame_drop_psnr(it, bikes) >= 40.0
+
+
+def test_default_precision_costs_at_most_a_tenth_of_a_db(bikes, weights_40):
+    fast = vsrife.Interpolator("4.0", device="cpu")
+    exact = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32, channels_last=False)
+    assert frame_drop_psnr(exact, bikes) - frame_drop_psnr(fast, bikes) <= 0.1
+
+
+def test_prepared_frames_give_the_same_result(bikes, weights_40):
+    it = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32)
+    a, b = it.prepare(bikes[0]), it.prepare(bikes[2])
+    assert torch.equal(it.interpolate(a, b, 0.5), it.interpolate(bikes[0], bikes[2], 0.5))
+
+
+def test_several_timesteps_in_one_batch(bikes, weights_40):
+    it = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32)
+    a, b = it.prepare(bikes[0]), it.prepare(bikes[4])
+    times = [0.25, 0.5, 0.75]
+    batch = it.interpolate(a, b, torch.tensor(times))
+    assert batch.shape == (3, 3, 272, 640)
+    for i, t in enumerate(times):
+        torch.testing.assert_close(batch[i : i + 1], it.interpolate(a, b, t), atol=1e-4, rtol=0)
+    # the sequence moves from frame 0 towards frame 4: each step is closer to the next true frame
+    scores = [psnr(batch[i : i + 1], bikes[i + 1]) for i in range(3)]
+    assert min(scores) > psnr((bikes[0] + bikes[4]) / 2, bikes[2])
+
+
+def test_tta_on_real_footage(bikes, weights_40):
+    it = vsrife.Interpolator("4.0", device="cpu", tta=True)
+    assert frame_drop_psnr(it, bikes) >= 40.0
+
+
+def test_odd_size_crop_of_real_footage(bikes, weights_40):
+    it = vsrife.Interpolator("4.0", device="cpu")
+    out = it.interpolate(bikes[1][..., 100:117, 200:233], bikes[3][..., 100:117, 200:233], 0.5)
+    assert out.shape == (1, 3, 17, 33)
+
+
+def test_networks_are_loaded_once_per_process(weights_40):
+    a = vsrife.Interpolator("4.0", device="cpu", scale=1.0)
+    b = vsrife.Interpolator("4.0", device="cpu", scale=0.5, tta=True)
+    c = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32)
+    assert a.network is b.network
+    assert a.network is not c.network
+
+
+def test_defaults_on_this_machine():
+    device = default_device()
+    if device.type == "cpu":
+        assert default_dtype(device) in (torch.bfloat16, torch.float32)
+    else:
+        assert default_dtype(device) == torch.float16
+
+
+def test_import_is_silent_and_side_effect_free():
+    code = (
+        "import os, sys; before = dict(os.environ); import vsrife; "
+        "assert 'vapoursynth' not in sys.modules; assert dict(os.environ) == before"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""

