@@ -244,7 +244,7 @@ def normalise_state_dict(state: Mapping[str, torch.Tensor], release: ReleaseInfo
         state = {k[len("module.") :]: v for k, v in state.items()}
     drop = TRAINING_ONLY_PREFIXES[release.family]
     state = {k: v for k, v in state.items() if not k.startswith(drop)}
-    expected = {k: tuple(v.shape) for k, v in build_network(release).state_dict().items()}
+    expected = _expected_shapes(release.name)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(f"{k} {tuple(state[k].shape)} (expected {expected[k]})" for k in set(state) & set(expected)
@@ -255,8 +255,21 @@ def normalise_state_dict(state: Mapping[str, torch.Tensor], release: ReleaseInfo
             if keys:
                 shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
                 parts.append(f"{label}: {shown}")
-        raise WeightsError(f"these weights do not fit model {release.name}: " + "; ".join(parts))
+        fits = [r.name for r in releases().values() if r.name != release.name and _fits(state, r)]
+        hint = f" They fit model {' / '.join(fits)}." if fits else ""
+        raise WeightsError(f"these weights do not fit model {release.name}: " + "; ".join(parts) + "." + hint)
     return {k: v.float().contiguous() for k, v in state.items()}
+
+
+@lru_cache(maxsize=None)
+def _expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in build_network(get_release(name)).state_dict().items()}
+
+
+def _fits(state: Mapping[str, torch.Tensor], release: ReleaseInfo) -> bool:
+    drop = TRAINING_ONLY_PREFIXES[release.family]
+    shapes = {k: tuple(v.shape) for k, v in state.items() if not k.startswith(drop)}
+    return shapes == _expected_shapes(release.name)
 
 
 def _cache_path(release: ReleaseInfo) -> Path:
