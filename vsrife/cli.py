@@ -6,10 +6,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
 
 from . import __name__ as _package
 from .catalogue import release_names, releases
-from .weights import WeightsError, cached_weights, fetch_weights, import_weights, model_dir, verify_cache
+from .timing import SCENE_THRESHOLD, as_fraction
+from .weights import (
+    WeightsError,
+    cached_weights,
+    fetch_sample,
+    fetch_weights,
+    import_weights,
+    model_dir,
+    verify_cache,
+)
 
 log = logging.getLogger(_package)
 
@@ -78,6 +89,156 @@ def models_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interpolator(args: argparse.Namespace):
+    import torch
+
+    from .engine import Interpolator, parse_device
+
+    try:
+        device = parse_device(args.device)
+        dtype = None
+        if args.fp32:
+            dtype = torch.float32
+        elif args.fp16:
+            dtype = torch.float16 if device.type != "cpu" else torch.bfloat16
+        return Interpolator(args.model, weights=args.weights, device=device, dtype=dtype, scale=args.scale,
+                            tta=args.tta, auto_download=not args.no_download)  # fmt: skip
+    except (ValueError, WeightsError) as e:
+        raise CommandError(str(e)) from e
+
+
+def _multi(args: argparse.Namespace) -> tuple[Fraction | None, Fraction | None]:
+    try:
+        if args.fps is not None:
+            fps = as_fraction(args.fps, "--fps")
+            if fps <= 0:
+                raise ValueError(f"--fps must be positive, not {args.fps}")
+            return None, fps
+        multi = as_fraction(args.multi, "--multi")
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    if multi <= 1:
+        raise CommandError(f"--multi must be above 1, not {args.multi}")
+    return multi, None
+
+
+def _progress_bar(total: int | None, quiet: bool, unit: str = "frame"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1)
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from .video import VideoError, VideoJob, interpolate_video, probe
+
+    multi, fps = _multi(args)
+    source, output = Path(args.input), Path(args.output)
+    if not source.is_file():
+        raise CommandError(f"input {source} does not exist")
+    if output.exists() and not args.overwrite:
+        raise CommandError(f"output {output} exists; pass --overwrite to replace it")
+    try:
+        info = probe(source)
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise CommandError(f"cannot read {source}: {e}") from e
+    if not info["fps"] and fps is not None:
+        raise CommandError(f"{source} has no constant frame rate, so --fps cannot be met; use --multi")
+    job = VideoJob(
+        multi=multi, fps=fps, codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+        scene_detection=not args.no_sc, scene_threshold=args.sc_threshold, overwrite=args.overwrite,
+    )  # fmt: skip
+    it = _interpolator(args)
+    factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
+    total = -(-info["frames"] * factor.numerator // factor.denominator) if info["frames"] and factor else None
+    with _progress_bar(total, args.quiet) as bar:
+        try:
+            result = interpolate_video(source, output, it, job, on_frame=bar.update)
+        except VideoError as e:
+            raise CommandError(str(e)) from e
+    log.info("%d source frames -> %d frames (%d interpolated, %d scene cuts)", result.source_frames,
+             result.output_frames, result.interpolated, result.cuts)  # fmt: skip
+    print(f"{output}: {result.output_frames} frames at {float(result.fps):.3f} fps "
+          f"({result.interpolated} interpolated, {result.cuts} scene cuts kept sharp)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _read_image(path: Path):
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise CommandError(f"cannot read image {path}: {e}") from e
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255)
+
+
+def _write_image(tensor, path: Path) -> None:
+    from PIL import Image
+
+    arr = tensor[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().cpu().numpy()
+    tmp = path.with_name(f".{path.name}.partial.png")
+    try:
+        Image.fromarray(arr).save(tmp, format="PNG")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_images(args: argparse.Namespace) -> int:
+    import torch
+
+    steps = 2**args.exp if args.multi is None else args.multi
+    if steps < 2:
+        raise CommandError("--multi must be at least 2 (or --exp at least 1)")
+    img0, img1 = _read_image(Path(args.img0)), _read_image(Path(args.img1))
+    if img0.shape != img1.shape:
+        raise CommandError(f"the images differ in size: {tuple(img0.shape[-2:])} and {tuple(img1.shape[-2:])}")
+    out = Path(args.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"cannot create output folder {out}: {e}") from e
+    it = _interpolator(args)
+    a, b = it.prepare(img0), it.prepare(img1)
+    width = len(str(steps))
+    with _progress_bar(steps + 1, args.quiet) as bar:
+        for j in range(steps + 1):
+            frame = img0 if j == 0 else img1 if j == steps else it.interpolate(a, b, torch.tensor([j / steps]))
+            _write_image(frame, out / f"{j:0{width}d}.png")
+            bar.update(1)
+    print(f"{steps + 1} frames in {out}", file=sys.stderr)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoError, run
+
+    try:
+        paths = run(Path(args.output), model=args.model, sample=args.sample, quiet=args.quiet)
+    except (DemoError, WeightsError, ValueError) as e:
+        raise CommandError(str(e)) from e
+    for label, path in paths.items():
+        print(f"{label}: {path}")
+    return 0
+
+
+def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=default_model, metavar="NAME", help=f"model (default {default_model})")
+    g.add_argument("--weights", metavar="FILE", help="weights file to use instead of the cached model")
+    g.add_argument("--scale", type=float, default=1.0, help="flow scale: 0.25, 0.5, 1, 2 or 4 (0.5 for 4K)")
+    g.add_argument("--tta", action="store_true", help="test-time augmentation (slower, steadier)")
+    g.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: best available)")
+    prec = g.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="reduced precision: half on GPU, bfloat16 on CPU")
+    prec.add_argument("--fp32", action="store_true", help="full precision (default: reduced where it is native)")
+    g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing weights")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vsrife", description="RIFE frame interpolation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
@@ -97,6 +258,41 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--model", required=True, choices=release_names(), metavar="NAME", help="which model it is")
     imp.set_defaults(run=models_import)
     sub.add_parser("verify", help="re-hash every cached model").set_defaults(run=models_verify)
+
+    video = commands.add_parser("video", help="interpolate a video file (audio and subtitles are copied)")
+    video.add_argument("input", help="input video")
+    video.add_argument("-o", "--output", required=True, help="output video (its extension picks the container)")
+    rate = video.add_mutually_exclusive_group()
+    rate.add_argument("--multi", default="2", help="frame-rate multiplier, an integer or a ratio like 5/2 (default 2)")
+    rate.add_argument("--fps", help="target frame rate instead, e.g. 60 or 60000/1001")
+    video.add_argument("--no-sc", action="store_true", help="interpolate across scene cuts too")
+    video.add_argument("--sc-threshold", type=float, default=SCENE_THRESHOLD,
+                       help=f"scene-cut threshold, mean luma difference (default {SCENE_THRESHOLD})")  # fmt: skip
+    enc = video.add_argument_group("encoder")
+    enc.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
+    enc.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9/svt-av1 (default 18)")
+    enc.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+    enc.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
+    video.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _engine_options(video)
+    video.set_defaults(run=run_video)
+
+    images = commands.add_parser("images", help="frames between two images, as numbered PNGs")
+    images.add_argument("img0")
+    images.add_argument("img1")
+    images.add_argument("-o", "--output", required=True, help="output folder")
+    steps = images.add_mutually_exclusive_group()
+    steps.add_argument("--exp", type=int, default=1, help="2**EXP intervals (default 1: one frame between)")
+    steps.add_argument("--multi", type=int, help="N intervals instead (N - 1 frames between)")
+    _engine_options(images)
+    images.set_defaults(run=run_images)
+
+    demo = commands.add_parser("demo", help="one-command first run on real sample footage")
+    demo.add_argument("-o", "--output", default="vsrife-demo", help="output folder (default ./vsrife-demo)")
+    demo.add_argument("--model", default="4.0", help="model (default 4.0, whose weights are on the package index)")
+    demo.add_argument("--sample", default="bikes", help="sample clip: bikes, bigbuckbunny or carphone")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(run=run_demo)
     return parser
 
 
