@@ -22,28 +22,28 @@ av = pytest.importorskip("av", reason="the command line decodes and encodes with
 MODEL = ["--model", "4.0", "-q"]
 
 
-def frames(path: Path, count: int | None = None, size: tuple[int, int] | None = None) -> list:
+def frames(path: Path, count: int | None = None, size: tuple[int, int] | None = None, fmt: str = "yuv420p") -> list:
     out = []
     with av.open(str(path)) as c:
         for f in c.decode(video=0):
             if size:
                 f = f.reformat(width=size[0], height=size[1])
-            out.append(f.to_ndarray(format="yuv420p"))
+            out.append(f.to_ndarray(format=fmt))
             if count and len(out) == count:
                 break
     return out
 
 
-def write_clip(path: Path, planes: list, rate: Fraction, tone: bool) -> None:
-    """An H.264 (lossless) clip of the given yuv420p frames, optionally with a 440 Hz AAC tone as long as it."""
+def write_clip(path: Path, planes: list, rate: Fraction, tone: bool, pix_fmt: str = "yuv420p") -> None:
+    """A lossless H.264 clip of the given frames, optionally with a 440 Hz AAC tone as long as it."""
     h, w = planes[0].shape[0] * 2 // 3, planes[0].shape[1]
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=rate)
-        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.width, v.height, v.pix_fmt = w, h, pix_fmt
         v.options = {"qp": "0"}
         a = out.add_stream("aac", rate=48000) if tone else None
         for i, p in enumerate(planes):
-            f = av.VideoFrame.from_ndarray(p, format="yuv420p")
+            f = av.VideoFrame.from_ndarray(p, format=pix_fmt)
             f.pts, f.time_base = i, 1 / rate
             out.mux(v.encode(f))
         out.mux(v.encode(None))
@@ -116,6 +116,18 @@ def test_source_frames_pass_through_and_cuts_are_not_blended(cut_clip, tmp_path)
     blended = tmp_path / "nosc.mkv"
     assert main(["video", str(cut_clip), "-o", str(blended), "--no-sc", *lossless, *MODEL]) == 0
     assert not np.array_equal(frames(blended)[15], src[8])
+
+
+def test_ten_bit_source_stays_ten_bit_and_passes_through(tmp_path, weights_40):
+    clip = tmp_path / "ten.mkv"
+    write_clip(clip, frames(fetch_sample("carphone", progress=False), 6, fmt="yuv420p10le"), Fraction(24), False,
+               pix_fmt="yuv420p10le")  # fmt: skip
+    out = tmp_path / "out.mkv"
+    assert main(["video", str(clip), "-o", str(out), "-x", "qp=0", "--preset", "ultrafast", *MODEL]) == 0
+    assert probe(out)["pix_fmt"] == "yuv420p10le"
+    src, res = frames(clip, fmt="yuv420p10le"), frames(out, fmt="yuv420p10le")
+    assert res[0].dtype == np.uint16 and len(res) == 12
+    assert all(np.array_equal(res[2 * i], src[i]) for i in range(6))
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -143,9 +143,14 @@ def run_video(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read {source}: {e}") from e
     if not info["fps"] and fps is not None:
         raise CommandError(f"{source} has no constant frame rate, so --fps cannot be met; use --multi")
+    try:
+        options = dict(item.split("=", 1) for item in args.encoder_option)
+    except ValueError as e:
+        raise CommandError(f"--encoder-option takes KEY=VALUE, not {args.encoder_option}") from e
     job = VideoJob(
         multi=multi, fps=fps, codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
         scene_detection=not args.no_sc, scene_threshold=args.sc_threshold, overwrite=args.overwrite,
+        encoder_options=options,
     )  # fmt: skip
     it = _interpolator(args)
     factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
@@ -273,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9/svt-av1 (default 18)")
     enc.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
     enc.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
+    enc.add_argument("-x", "--encoder-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="FFmpeg encoder option, repeatable (e.g. -x qp=0 for lossless x264; replaces --crf)")  # fmt: skip
     video.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _engine_options(video)
     video.set_defaults(run=run_video)

@@ -199,7 +199,8 @@ def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple
     frame_tb = Fraction(1) / out_rate  # the muxer may change the stream's time base later; frames keep this
     vout.time_base = frame_tb
     options = dict(job.encoder_options)
-    if job.crf is not None and job.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1"):
+    rate_control = {"qp", "crf", "b", "lossless"} & set(options)
+    if job.crf is not None and not rate_control and job.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1"):
         options.setdefault("crf", str(job.crf))
     if job.preset and job.codec in ("libx264", "libx265"):
         options.setdefault("preset", job.preset)

