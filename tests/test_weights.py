@@ -243,10 +243,11 @@ def test_empty_and_truncated_files_are_refused(tmp_path, suffix):
         from safetensors.torch import save_file
 
         save_file(state, str(good))
-    truncated = tmp_path / f"truncated{suffix}"
-    truncated.write_bytes(good.read_bytes()[:-100])
-    with pytest.raises(WeightsError, match="truncated|not a valid safetensors"):
-        read_state_dict(truncated)
+    for cut in (-100, 40, 3):
+        truncated = tmp_path / f"truncated{suffix}"
+        truncated.write_bytes(good.read_bytes()[:cut])
+        with pytest.raises(WeightsError, match="truncated|not a valid safetensors"):
+            read_state_dict(truncated)
 
 
 def test_import_weights_stores_a_checked_copy(tmp_path, cache):

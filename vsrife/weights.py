@@ -227,8 +227,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"refused to load {path}: it is not a plain state dict of tensors ({str(e).splitlines()[0]}). "
             "vsrife never unpickles arbitrary objects; convert the file to a state dict or safetensors."
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise WeightsError(f"weights file {path} is truncated or not a torch checkpoint ({e}); download it again") from e
+    except Exception as e:  # noqa: BLE001 - a malformed pickle fails in many ways; all mean the same here
+        raise WeightsError(
+            f"weights file {path} is truncated or not a torch checkpoint ({type(e).__name__}: {e}); download it again"
+        ) from e
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -1,0 +1,206 @@
+"""vsrife.RIFE against a real VapourSynth core, on clips built from real footage.
+
+Skipped, with the reason, where ``import vapoursynth`` fails (the core is not on the package index; see
+DEVELOPERS.md). The frame arithmetic it relies on is tested without VapourSynth in test_timing.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+try:
+    import vapoursynth as vs
+except ImportError as e:  # pragma: no cover - depends on the machine
+    pytest.skip(f"VapourSynth is not importable ({e}); the filter's tests need a real core", allow_module_level=True)
+
+import vsrife
+from vsrife.weights import fetch_sample
+
+from .conftest import decode_rgb
+
+MODEL = {"model": "4.0"}
+
+
+@pytest.fixture()
+def core():
+    c = vs.core
+    yield c
+    c.num_threads = 0  # back to the default
+
+
+def clip_from(core, frames: list[torch.Tensor], fps=Fraction(24000, 1001)) -> vs.VideoNode:
+    """An RGBS clip holding the given 1 x 3 x H x W frames."""
+    h, w = frames[0].shape[-2:]
+    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=len(frames),
+                               fpsnum=fps.numerator, fpsden=fps.denominator)  # fmt: skip
+
+    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(out[p]), frames[n][0, p].numpy())
+        out.props["SourceIndex"] = n
+        return out
+
+    return core.std.ModifyFrame(blank, blank, fill)
+
+
+def planes(frame: vs.VideoFrame) -> np.ndarray:
+    """All planes of a frame, flattened one after another (planes may differ in size)."""
+    return np.concatenate([np.asarray(frame[p]).ravel() for p in range(frame.format.num_planes)])
+
+
+@pytest.fixture(scope="module")
+def bikes12():
+    return decode_rgb(fetch_sample("bikes", progress=False), 12)
+
+
+@pytest.fixture(scope="module")
+def cut_frames():
+    """6 frames of bikes, then 6 of carphone at the same size: a real cut after source frame 5."""
+    a = decode_rgb(fetch_sample("bikes", progress=False), 6)
+    b = decode_rgb(fetch_sample("carphone", progress=False), 6)
+    b = [torch.nn.functional.interpolate(f, size=a[0].shape[-2:], mode="bilinear", align_corners=False) for f in b]
+    return a + b
+
+
+def test_2x_timing_passthrough_and_props(core, bikes12, weights_40):
+    clip = clip_from(core, bikes12)
+    out = vsrife.RIFE(clip, **MODEL)
+    assert out.num_frames == 24
+    assert out.fps == Fraction(48000, 1001)
+    assert out.format.id == vs.RGBS
+    for k in range(24):
+        f = out.get_frame(k)
+        assert (f.props["_DurationNum"], f.props["_DurationDen"]) == (1001, 48000)
+        if k % 2 == 0 and k < 22:
+            assert np.array_equal(planes(f), planes(clip.get_frame(k // 2))), k
+            assert f.props["SourceIndex"] == k // 2 and "RIFE_Timestep" not in f.props
+        elif k < 22:
+            assert f.props["RIFE_Timestep"] == 0.5 and f.props["SourceIndex"] == k // 2
+        else:  # after the last source frame: repeated
+            assert np.array_equal(planes(f), planes(clip.get_frame(11)))
+
+
+def test_interpolated_frames_are_the_engines(core, bikes12, weights_40):
+    out = vsrife.RIFE(clip_from(core, bikes12), **MODEL)
+    engine = vsrife.Interpolator("4.0", dtype=torch.float32)
+    expected = engine.interpolate(bikes12[2], bikes12[3], 0.5)[0].numpy().ravel()
+    assert np.abs(planes(out.get_frame(5)) - expected).max() < 1e-5
+
+
+def test_film_to_60(core, bikes12, weights_40):
+    out = vsrife.RIFE(clip_from(core, bikes12), fps_num=60000, fps_den=1001, **MODEL)
+    assert out.fps == Fraction(60000, 1001) and out.num_frames == 30
+    times = [out.get_frame(k).props.get("RIFE_Timestep", 0.0) for k in range(6)]
+    assert times == pytest.approx([0, 0.4, 0.8, 0.2, 0.6, 0])
+    assert out.get_frame(5).props["SourceIndex"] == 2
+
+
+def test_fractional_multi_and_variable_frame_rate(core, bikes12, weights_40):
+    clip = clip_from(core, bikes12)
+    assert vsrife.RIFE(clip, multi=Fraction(5, 2), **MODEL).num_frames == 30
+    vfr = core.std.Splice([clip[:6], clip[6:].std.AssumeFPS(fpsnum=30, fpsden=1)], mismatch=True)
+    assert vfr.fps == 0
+    out = vsrife.RIFE(vfr, **MODEL)
+    assert out.num_frames == 24
+    first, later = out.get_frame(1).props, out.get_frame(13).props
+    assert (first["_DurationNum"], first["_DurationDen"]) == (1001, 48000)  # each source duration split in 2
+    assert (later["_DurationNum"], later["_DurationDen"]) == (1, 60)
+
+
+def test_yuv_input_keeps_its_format_and_sources(core, bikes12, weights_40):
+    yuv = core.resize.Bicubic(clip_from(core, bikes12), format=vs.YUV420P8, matrix_s="170m")
+    out = vsrife.RIFE(yuv, **MODEL)
+    assert out.format.id == vs.YUV420P8
+    for k in (0, 2, 4):
+        assert np.array_equal(planes(out.get_frame(k)), planes(yuv.get_frame(k // 2)))
+    middle = planes(out.get_frame(3)).astype(np.int16)
+    truth = planes(yuv.get_frame(1)).astype(np.int16)
+    assert np.abs(middle - truth).mean() < 6  # a real in-between frame
+    assert out.get_frame(3).props["_Matrix"] == 6
+
+
+def test_scene_cut_shows_the_nearer_frame(core, cut_frames, weights_40):
+    clip = clip_from(core, cut_frames)
+    out = vsrife.RIFE(clip, multi=4, **MODEL)
+    for k, source in ((21, 5), (22, 6), (23, 6)):  # slots at t = 1/4, 1/2, 3/4 between frames 5 and 6
+        assert np.array_equal(planes(out.get_frame(k)), planes(clip.get_frame(source))), k
+    assert "RIFE_Timestep" in out.get_frame(9).props  # inside the shot: interpolated
+    blended = vsrife.RIFE(clip, multi=4, sc=False, **MODEL)
+    assert "RIFE_Timestep" in blended.get_frame(22).props
+
+
+def test_upstream_scene_change_props_are_honoured(core, bikes12, weights_40):
+    clip = clip_from(core, bikes12)
+    marked = core.std.ModifyFrame(clip, clip, lambda n, f: _mark(f, n == 3))
+    out = vsrife.RIFE(marked, **MODEL)
+    assert np.array_equal(planes(out.get_frame(7)), planes(clip.get_frame(4)))
+    assert "RIFE_Timestep" in out.get_frame(5).props
+
+
+def _mark(f: vs.VideoFrame, cut: bool) -> vs.VideoFrame:
+    g = f.copy()
+    if cut:
+        g.props["_SceneChangeNext"] = 1
+    return g
+
+
+@pytest.mark.parametrize("threads", [1, 4, 16])
+def test_threads_and_out_of_order_requests_give_the_same_frames(core, bikes12, weights_40, threads):
+    core.num_threads = threads
+    out = vsrife.RIFE(clip_from(core, bikes12), multi=3, **MODEL)
+    sequential = [planes(out.get_frame(k)) for k in range(out.num_frames)]
+    again = vsrife.RIFE(clip_from(core, bikes12), multi=3, **MODEL)
+    order = list(range(again.num_frames))[::-1]
+    with ThreadPoolExecutor(8) as pool:
+        shuffled = dict(zip(order, pool.map(lambda k: planes(again.get_frame(k)), order)))
+    for k in range(out.num_frames):
+        assert np.array_equal(sequential[k], shuffled[k]), k
+    futures = [again.get_frame_async(k) for k in order]
+    for k, fut in zip(order, futures):
+        assert np.array_equal(planes(fut.result()), sequential[k]), k
+
+
+def test_bad_input_is_refused_when_the_filter_is_created(core, bikes12, weights_40, tmp_path):
+    clip = clip_from(core, bikes12)
+    gray = core.std.BlankClip(format=vs.GRAY8, length=4)
+    varfmt = core.std.Splice([clip, core.std.BlankClip(clip, format=vs.YUV420P8)], mismatch=True)
+    varsize = core.std.Splice([clip, core.std.BlankClip(clip, width=64)], mismatch=True)
+    vfr = core.std.Splice([clip[:6], clip[6:].std.AssumeFPS(fpsnum=30, fpsden=1)], mismatch=True)
+    truncated = tmp_path / "short.pkl"
+    truncated.write_bytes(b"\x80\x02trunc")
+    cases = [
+        (lambda: vsrife.RIFE("clip"), "must be a video clip"),
+        (lambda: vsrife.RIFE(clip[0]), "at least 2 frames"),
+        (lambda: vsrife.RIFE(varfmt), "variable-format"),
+        (lambda: vsrife.RIFE(varsize), "variable-size"),
+        (lambda: vsrife.RIFE(gray), "gray clips are not supported"),
+        (lambda: vsrife.RIFE(clip, model="9.9"), "unknown model"),
+        (lambda: vsrife.RIFE(clip, scale=3.0, **MODEL), "scale must be one of"),
+        (lambda: vsrife.RIFE(clip, multi=1, **MODEL), "multi must be at least 2"),
+        (lambda: vsrife.RIFE(clip, multi=2.5, **MODEL), "int or a fractions.Fraction"),
+        (lambda: vsrife.RIFE(clip, multi=Fraction(1, 2), **MODEL), "multi must be at least 2"),
+        (lambda: vsrife.RIFE(clip, fps_num=60000, **MODEL), "both fps_num and fps_den"),
+        (lambda: vsrife.RIFE(clip, fps_num=12, fps_den=1, **MODEL), "must be above the source rate"),
+        (lambda: vsrife.RIFE(vfr, fps_num=60, fps_den=1, **MODEL), "no constant frame rate"),
+        (lambda: vsrife.RIFE(clip, model="4.25", tta=True), "has no tta"),
+        (lambda: vsrife.RIFE(clip, weights=tmp_path / "missing.pkl", **MODEL), "does not exist"),
+        (lambda: vsrife.RIFE(clip, weights=truncated, **MODEL), "truncated"),
+        (lambda: vsrife.RIFE(clip, model="4.25", weights=weights_40), "do not fit model 4.25"),
+        (lambda: vsrife.RIFE(clip, device="cuda:7", **MODEL), "device"),
+    ]
+    for make, message in cases:
+        with pytest.raises(vs.Error, match=rf"^vsrife\.RIFE: .*{message}"):
+            make()
+
+
+def test_stdout_stays_clean(core, bikes12, weights_40, capfd):
+    out = vsrife.RIFE(clip_from(core, bikes12), **MODEL)
+    out.get_frame(1)
+    assert capfd.readouterr().out == ""
