@@ -230,3 +230,31 @@ def test_vspipe_streams_clean_y4m(tmp_path, weights_40):
     assert header.startswith(b"YUV4MPEG2 ") and b" W64 H48 F48:1 " in header  # BlankClip's 24 fps, doubled
     frame = 64 * 48 * 3 // 2
     assert body.count(b"FRAME\n") == 10 and len(body) == 10 * (len(b"FRAME\n") + frame)
+
+
+@pytest.mark.parametrize("fmt", ["RGBH", "RGB24", "RGB48", "YUV444PS", "YUV422P10"])
+def test_other_formats_come_back_in_their_own_format(core, bikes12, weights_40, fmt):
+    src = clip_from(core, bikes12[:4])
+    fmt_id = getattr(vs, fmt)
+    clip = core.resize.Bicubic(src, format=fmt_id, matrix_s=None if fmt.startswith("RGB") else "709")
+    out = vsrife.RIFE(clip, **MODEL)
+    assert out.format.id == fmt_id and out.num_frames == 8
+    assert np.array_equal(planes(out.get_frame(2)), planes(clip.get_frame(1)))
+    assert out.get_frame(3).props["RIFE_Timestep"] == 0.5
+
+
+def test_out_of_memory_fails_that_frame_only(core, bikes12, weights_40, monkeypatch):
+    out = vsrife.RIFE(clip_from(core, bikes12), **MODEL)
+    real = vsrife.Interpolator.interpolate
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(vsrife.Interpolator, "interpolate", flaky)
+    with pytest.raises(vs.Error, match="vsrife.RIFE: out of memory at frame 3"):
+        out.get_frame(3)
+    assert out.get_frame(5).props["RIFE_Timestep"] == 0.5  # later frames still work
