@@ -42,7 +42,8 @@ def default_dtype(device: torch.device) -> torch.dtype:
     """float16 on a GPU; on the CPU bfloat16 where it has native bf16 instructions, else float32.
 
     On this project's reference CPU (AVX512-BF16, no AMX) bfloat16 convolutions run 2.2x as fast as
-    float32 ones; without native instructions they are emulated and slower than float32.
+    float32 ones, a whole interpolation about 1.6x (scripts/bench_engine.py); without native instructions
+    they are emulated and slower than float32.
     """
     if device.type in _GPU_TYPES:
         return torch.float16
@@ -192,6 +193,6 @@ class Interpolator:
             x0, x1 = x0.expand(batch, -1, -1, -1), x1.expand(batch, -1, -1, -1)
             if f0 is not None:
                 f0, f1 = f0.expand(batch, -1, -1, -1), f1.expand(batch, -1, -1, -1)
-        tmap = t.view(-1, 1, 1, 1).expand(batch, 1, *x0.shape[-2:])
-        out = self.network(x0, x1, tmap, f0, f1, scale=self.scale, ensemble=self.tta)
+        times = t.view(-1, 1, 1, 1).expand(batch, 1, 1, 1)
+        out = self.network(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta)
         return out[:, :, : a.height, : a.width]

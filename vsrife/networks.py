@@ -2,7 +2,8 @@
 
 A network is built from a :class:`~vsrife.catalogue.ReleaseInfo`; attribute names follow the upstream
 checkpoints so that their state dicts load with ``strict=True``. All networks take padded N x 3 x H x W
-float32 frames in [0, 1] and a N x 1 x H x W timestep map, and return the frame at that time.
+float32 frames in [0, 1] and the timestep as N x 1 x 1 x 1 (or a full N x 1 x H x W map), and return the
+frame at that time.
 
 Precision: the convolutions run in whatever dtype the module was cast to (bfloat16 or float16 for speed),
 while flows, masks, warps and the final blend stay in float32. A flow is measured in pixels and may reach
@@ -11,6 +12,7 @@ hundreds, where a 16-bit float would lose whole fractions of a pixel at every bl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -94,13 +96,22 @@ class FlowBlock(nn.Module):
         self.outer_residual = traits.outer_residual
 
     def forward(
-        self, x: Tensor, flow: Tensor | None, scale: float, memory_format: torch.memory_format
+        self, parts: Sequence[Tensor], flow: Tensor | None, scale: float, memory_format: torch.memory_format
     ) -> tuple[Tensor, Tensor, Tensor]:
-        size = x.shape[-2:]
-        x = _resize(x, 1 / scale)
+        """``parts`` are the block's inputs at full size, concatenated in order after scaling (which is
+        the same as scaling their concatenation, without copying it at full size); an N x C x 1 x 1 part
+        is a constant map, such as the timestep."""
+        size = parts[0].shape[-2:]
+        dtype = self.conv0[0][0].weight.dtype
+        first = _resize(parts[0], 1 / scale)
+        h, w = first.shape[-2:]
+        low = [first.to(dtype)]
+        for part in parts[1:]:
+            part = part.expand(-1, -1, h, w) if part.shape[-2:] == (1, 1) else _resize(part, 1 / scale)
+            low.append(part.to(dtype))
         if flow is not None:
-            x = torch.cat((x, _resize(flow, 1 / scale) / scale), 1)
-        x = x.to(self.conv0[0][0].weight.dtype).contiguous(memory_format=memory_format)
+            low.append((_resize(flow, 1 / scale) / scale).to(dtype))
+        x = torch.cat(low, 1).contiguous(memory_format=memory_format)
         feat = self.conv0(x)
         out = self.convblock(feat)
         if self.outer_residual:
@@ -230,9 +241,9 @@ class IFNet(_Network):
         rfeats = feats[::-1]
 
         def first(s: float, both_ways: bool) -> tuple[Tensor, Tensor, Tensor]:
-            flow, mask, carried = self.blocks[0](torch.cat((img0, img1, *feats, timestep), 1), None, s, fmt)
+            flow, mask, carried = self.blocks[0]((img0, img1, *feats, timestep), None, s, fmt)
             if both_ways:
-                f, m, _ = self.blocks[0](torch.cat((img1, img0, *rfeats, 1 - timestep), 1), None, s, fmt)
+                f, m, _ = self.blocks[0]((img1, img0, *rfeats, 1 - timestep), None, s, fmt)
                 flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
             return flow, mask, carried
 
@@ -242,7 +253,7 @@ class IFNet(_Network):
             block = self.blocks[i]
             wfeats = (warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])) if feats else ()
             extra = (carried,) if traits.pass_features else ()
-            delta, m, carried = block(torch.cat((warped0, warped1, *wfeats, timestep, mask, *extra), 1), flow, scales[i], fmt)
+            delta, m, carried = block((warped0, warped1, *wfeats, timestep, mask, *extra), flow, scales[i], fmt)
             if i == 1 and traits.adaptive_scale and bool(
                 (delta[:, :2].abs().max() > 32) & (delta[:, 2:4].abs().max() > 32)
             ):
@@ -250,10 +261,10 @@ class IFNet(_Network):
                 scales = [s * 2 for s in scales]
                 flow, mask, carried = first(scales[0], False)
                 warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-                delta, m, carried = block(torch.cat((warped0, warped1, timestep, mask), 1), flow, scales[i], fmt)
+                delta, m, carried = block((warped0, warped1, timestep, mask), flow, scales[i], fmt)
             if ensemble:
                 rwfeats = wfeats[::-1]
-                rx = torch.cat((warped1, warped0, *rwfeats, 1 - timestep, -mask), 1)
+                rx = (warped1, warped0, *rwfeats, 1 - timestep, -mask)
                 d, mr, _ = block(rx, _swap(flow), scales[i], fmt)
                 delta, m = (delta + _swap(d)) / 2, (m - mr) / 2
             flow = flow + delta
@@ -340,11 +351,10 @@ class IFNetM(_Network):
     def _once(self, img0: Tensor, img1: Tensor, timestep: Tensor, scale: float) -> Tensor:
         fmt = self.memory_format
         scales = [s / scale for s in self.scales]
-        flow, mask, _ = self.block0(torch.cat((img0, img1, timestep), 1), None, scales[0], fmt)
+        flow, mask, _ = self.block0((img0, img1, timestep), None, scales[0], fmt)
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         for block, s in ((self.block1, scales[1]), (self.block2, scales[2])):
-            x = torch.cat((img0, img1, timestep, warped0, warped1, mask), 1)
-            delta, m, _ = block(x, flow, s, fmt)
+            delta, m, _ = block((img0, img1, timestep, warped0, warped1, mask), flow, s, fmt)
             flow, mask = flow + delta, mask + m
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         weight = torch.sigmoid(mask)
