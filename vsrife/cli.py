@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -303,8 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise _Terminated  # unwinds like Ctrl-C, so temporary outputs are removed on the way out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="vsrife: %(message)s")  # fmt: skip
     try:
@@ -313,8 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vsrife: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("vsrife: interrupted", file=sys.stderr)
+        print("vsrife: interrupted; nothing was written under the output name", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("vsrife: terminated; nothing was written under the output name", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `vsrife models list | head`
         sys.stdout = None  # type: ignore[assignment]  # nothing more can be written, not even at exit
         return 141
