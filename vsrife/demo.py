@@ -22,16 +22,20 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / torch.mean((a - b) ** 2)))
 
 
-def comparison_image(prev: torch.Tensor, truth: torch.Tensor, nxt: torch.Tensor, it: Interpolator, path: Path) -> dict:
-    """Save blend | RIFE | truth for the middle frame of three, labelled with PSNR; return the scores."""
+def comparison_image(prev: torch.Tensor, truth: torch.Tensor, nxt: torch.Tensor, rife: torch.Tensor, label: str,
+                     path: Path) -> dict:  # fmt: skip
+    """Save blend | RIFE | truth for the middle frame of three, labelled with PSNR; return the scores.
+
+    ``rife`` is the interpolated middle frame, ``label`` names what made it.
+    """
     from PIL import Image, ImageDraw
 
-    rife = it.interpolate(prev, nxt, 0.5).cpu()
+    rife = rife.cpu()
     blend = (prev + nxt) / 2
     scores = {"blend": _psnr(blend, truth), "rife": _psnr(rife, truth)}
     panels = [
         (blend, f"50/50 blend  {scores['blend']:.2f} dB"),
-        (rife, f"RIFE {it.release.name}  {scores['rife']:.2f} dB"),
+        (rife, f"{label}  {scores['rife']:.2f} dB"),
         (truth, "real frame"),
     ]
     h, w = truth.shape[-2:]
@@ -76,7 +80,8 @@ def run(folder: Path, *, model: str = "4.0", sample: str = "bikes", quiet: bool 
         if len(frames) == 4:
             break
     picture = folder / "comparison.png"
-    scores = comparison_image(frames[1], frames[2], frames[3], it, picture)
+    rife = it.interpolate(frames[1], frames[3], 0.5)
+    scores = comparison_image(frames[1], frames[2], frames[3], rife, f"RIFE {it.release.name}", picture)
     print(f"vsrife demo: frame 3 rebuilt from frames 2 and 4: RIFE {scores['rife']:.2f} dB, "
           f"blend {scores['blend']:.2f} dB", file=sys.stderr)  # fmt: skip
     return {"video": video, "comparison": picture}
