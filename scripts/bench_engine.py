@@ -37,11 +37,8 @@ enforced. Timings are only meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import hashlib
-import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -58,6 +55,8 @@ import vsrife
 from vsrife.catalogue import get_sample
 from vsrife.engine import Frame, Interpolator, default_device, default_dtype
 from vsrife.weights import fetch_file
+
+from benchlib import machine_info, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
@@ -240,40 +239,6 @@ def summarise(times: Sequence[float], cpu_times: Sequence[float], threads: int) 
 # --- report -------------------------------------------------------------------------------------------
 
 
-def machine_info(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_available": affinity,
-        "cpu_native_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "vsrife": _package_version(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _package_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vsrife")
-    except PackageNotFoundError:
-        return None
-
-
 def markdown(result: dict) -> str:
     m, cfg, q = result["machine"], result["config"], result["quality"]
     lines = [
@@ -379,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {"model": args.model, "scale": args.scale, "sample": args.sample, "width": width, "height": height,
                    "timestep": TIMESTEP, "timed_calls": args.frames, "warmup": args.warmup,
                    "threads": args.threads},  # fmt: skip
-        "machine": {**machine_info(device), "loadavg_before": load_before, "loadavg_after": load_after},
+        "machine": {**machine_info([device]), "device": str(device), "loadavg_before": load_before, "loadavg_after": load_after},
         "paths": [
             {"key": p.key, "label": p.label, "dtype": p.dtype, "layout": p.layout, "stream": p.stream,
              "stats": stats[p.key], "speedup": base / stats[p.key]["median_s"], "times_s": p.times,
@@ -394,16 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     }
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.json}")
-    text = markdown(result)
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
-        log(f"wrote {args.markdown}")
-    else:
-        sys.stdout.write(text)
+    write_results(result, args.json, markdown(result), args.markdown)
     return 0
 
 

@@ -21,9 +21,6 @@ table goes to stdout.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
 import sys
 from pathlib import Path
 
@@ -44,27 +41,10 @@ from vsrife.timing import SCENE_THRESHOLD, luma_thumbnail, scene_difference
 from vsrife.video import frames_of
 from vsrife.weights import WeightsError, fetch_sample, fetch_weights
 
+from benchlib import machine_info, write_results
+
 CLIP_FRAMES = 25  # frames decoded per sample clip: 12 frame-drop triplets each
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu, "cores": torch.get_num_threads(), "python": platform.python_version(),
-        "torch": torch.__version__, "vsrife": getattr(vsrife, "__version__", "0.1.0"),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def available_models(names: list[str] | None) -> list[str]:
@@ -130,13 +110,12 @@ def main() -> None:
                     records.append({"dataset": dataset, "model": model, "precision": precision, "scale": scale, **result})
                     print(f"{dataset}: {model} {precision} x{scale} {result['psnr']:.2f} dB "
                           f"SSIM {result['ssim']:.4f} IE {result['ie']:.3f}", file=sys.stderr)  # fmt: skip
-    report = {"machine": machine(), "device": str(device), "command": " ".join(sys.argv), "records": records}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    print("| dataset | model | precision | scale | n | PSNR dB | SSIM | IE |\n|---|---|---|---|---:|---:|---:|---:|")
+    report = {"machine": machine_info([device]), "device": str(device), "records": records}
+    table = ["| dataset | model | precision | scale | n | PSNR dB | SSIM | IE |", "|---|---|---|---|---:|---:|---:|---:|"]
     for r in records:
-        print(f"| {r['dataset']} | {r['model']} | {r['precision'] or '-'} | {r['scale'] or '-'} | {r['count']} | "
-              f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['ie']:.3f} |")  # fmt: skip
+        table.append(f"| {r['dataset']} | {r['model']} | {r['precision'] or '-'} | {r['scale'] or '-'} | "
+                     f"{r['count']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['ie']:.3f} |")  # fmt: skip
+    write_results(report, args.json, "\n".join(table) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ DEVELOPERS.md). The frame arithmetic it relies on is tested without VapourSynth 
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 

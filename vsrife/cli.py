@@ -17,7 +17,6 @@ from .timing import SCENE_THRESHOLD, as_fraction
 from .weights import (
     WeightsError,
     cached_weights,
-    fetch_sample,
     fetch_weights,
     import_weights,
     model_dir,

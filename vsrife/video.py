@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import Frame, Interpolator
+from .engine import Interpolator
 from .timing import SCENE_THRESHOLD, luma_thumbnail, output_count, plan_frame, rate_factor, scene_difference
 
 __all__ = ["VideoError", "VideoJob", "VideoResult", "interpolate_video", "probe"]

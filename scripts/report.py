@@ -1,0 +1,157 @@
+"""Write README.md's results section and its pictures from the benchmark JSON; no number is typed by hand.
+
+    python scripts/report.py [--quality bench-results/quality.json] [--speed bench-results/speed.json]
+
+Replaces the text between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in README.md with
+tables built from the JSON files, and writes ``docs/results/speed_quality.png`` (speed against quality
+per model and precision) and ``docs/results/crop.png`` (a crop of a real interpolated frame beside the
+50/50 blend and the real frame, with their PSNR). ``scripts/reproduce_results.py`` runs the benchmarks
+and then this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+PICTURES = ROOT / "docs" / "results"
+
+
+def fmt(value, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def machine_line(machine: dict) -> str:
+    parts = [machine.get("cpu", "?"), f"{machine.get('cores', '?')} cores"]
+    if machine.get("ram_gib"):
+        parts.append(f"{machine['ram_gib']:.0f} GiB")
+    parts.append(", ".join(machine.get("gpus") or []) or (machine.get("gpu") or "no GPU"))
+    parts.append(f"torch {machine.get('torch', '?')}")
+    return ", ".join(p for p in parts if p) + f"; measured {machine.get('date', '?')}"
+
+
+def quality_section(q: dict) -> list[str]:
+    rows = ["| clip / dataset | model | precision | scale | triplets | PSNR (dB) | SSIM | IE |",
+            "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in q["records"]:
+        model = "50/50 blend" if r["model"] == "blend" else r["model"]
+        rows.append(f"| {r['dataset']} | {model} | {r['precision'] or '-'} | {fmt(r['scale'], 'g')} | {r['count']} | "
+                    f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['ie']:.3f} |")  # fmt: skip
+    return [f"Quality: {machine_line(q['machine'])} (device {q.get('device', '?')}).", "", *rows]
+
+
+def speed_section(s: dict) -> list[str]:
+    rows = ["| model | resolution | device | path | precision | s / frame (median) | IQR | frames/s | vs plain | peak RSS MiB |",
+            "|---|---|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in s["records"]:
+        if "median_s" not in r:
+            rows.append(f"| {r['model']} | {r['resolution']} | {r['device']} | {r['path']} | "
+                        f"{r.get('precision', '-')} | failed: {r.get('error', '?')} | | | | |")  # fmt: skip
+            continue
+        path = r["path"] + (" (compiled)" if r.get("compiled") else "")
+        rows.append(f"| {r['model']} | {r['resolution']} | {r['device']} | {path} | {r.get('precision', '-')} | "
+                    f"{r['median_s']:.3f} | {fmt(r.get('iqr_s'), '.3f')} | {r['fps']:.2f} | "
+                    f"{fmt(r.get('ratio_to_baseline'), '.2f')}x | {fmt(r.get('peak_rss_mib'), '.0f')} |")  # fmt: skip
+    notes = [f"- {n}" for n in s.get("notes", [])]
+    if s.get("contended"):
+        notes.append("- other processes took CPU time during some measurements; see the JSON's cpu_use")
+    return [f"Speed: {machine_line(s['machine'])}.", "", *rows, "", *notes]
+
+
+def speed_quality_plot(q: dict, s: dict, path: Path) -> bool:
+    """Mean frame-drop PSNR over the sample clips against stream frames/s at the smallest resolution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    psnr = defaultdict(list)
+    for r in q["records"]:
+        psnr[(r["model"], r["precision"])].append(r["psnr"])
+    stream = [r for r in s["records"] if r.get("path") == "stream" and "fps" in r]
+    if not stream:
+        return False
+    smallest = min(stream, key=lambda r: r["width"] * r["height"])["resolution"]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for r in stream:
+        if r["resolution"] != smallest or (r["model"], r["precision"]) not in psnr:
+            continue
+        y = statistics.fmean(psnr[(r["model"], r["precision"])])
+        ax.scatter(r["fps"], y)
+        ax.annotate(f"{r['model']} {r['precision']}", (r["fps"], y), textcoords="offset points", xytext=(5, 5))
+    if ("blend", None) in psnr:
+        ax.axhline(statistics.fmean(psnr[("blend", None)]), color="grey", linestyle="--", label="50/50 blend")
+        ax.legend(loc="lower right")
+    ax.set_xlabel(f"interpolated frames per second, {smallest}, {stream[0]['device']}")
+    ax.set_ylabel("mean frame-drop PSNR on the sample clips (dB)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def crop_picture(model: str, path: Path, size: tuple[int, int] = (360, 200)) -> dict:
+    """A crop where the blend goes most wrong, of frame 3 of bigbuckbunny rebuilt from frames 2 and 4."""
+    from vsrife.demo import comparison_image
+    from vsrife.engine import Interpolator
+    from vsrife.video import frames_of
+    from vsrife.weights import fetch_sample
+
+    frames = []
+    for frame in frames_of(fetch_sample("bigbuckbunny", progress=False)):
+        frames.append(frame)
+        if len(frames) == 4:
+            break
+    prev, truth, nxt = frames[1:4]
+    w, h = size
+    error = ((prev + nxt) / 2 - truth).abs().mean(1, keepdim=True)
+    pooled = torch.nn.functional.avg_pool2d(error, (h, w), stride=(h // 4, w // 4))
+    y, x = divmod(int(pooled.flatten().argmax()), pooled.shape[-1])
+    window = (slice(None), slice(None), slice(y * (h // 4), y * (h // 4) + h), slice(x * (w // 4), x * (w // 4) + w))
+    rife = Interpolator(model).interpolate(prev, nxt, 0.5)  # the whole frame, as a user would see it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return comparison_image(prev[window], truth[window], nxt[window], rife[window], f"RIFE {model}", path)
+
+
+def replace_section(readme: Path, lines: list[str]) -> None:
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + BEGIN + "\n" + "\n".join(lines).rstrip() + "\n" + END + tail)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quality", type=Path, default=ROOT / "bench-results" / "quality.json")
+    ap.add_argument("--speed", type=Path, default=ROOT / "bench-results" / "speed.json")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = ap.parse_args()
+    q = json.loads(args.quality.read_text())
+    s = json.loads(args.speed.read_text())
+    lines = ["_Generated by `python scripts/report.py` from `bench-results/*.json`; do not edit by hand._", ""]
+    lines += quality_section(q) + [""] + speed_section(s) + [""]
+    if speed_quality_plot(q, s, PICTURES / "speed_quality.png"):
+        lines += ["![speed against quality](docs/results/speed_quality.png)", ""]
+    models = [r["model"] for r in q["records"] if r["model"] != "blend"]
+    if models:
+        scores = crop_picture(models[0], PICTURES / "crop.png")
+        lines += [f"![blend, RIFE {models[0]} and the real frame](docs/results/crop.png)", "",
+                  f"Frame 3 of bigbuckbunny rebuilt from frames 2 and 4, cropped where the blend errs most: "
+                  f"blend {scores['blend']:.2f} dB, RIFE {models[0]} {scores['rife']:.2f} dB (PSNR of the crop)."]  # fmt: skip
+    replace_section(args.readme, lines)
+    print(f"wrote the results section of {args.readme} and {PICTURES}")
+
+
+if __name__ == "__main__":
+    main()
