@@ -59,7 +59,14 @@ def speed_section(s: dict) -> list[str]:
         rows.append(f"| {r['model']} | {r['resolution']} | {r['device']} | {path} | {r.get('precision', '-')} | "
                     f"{r['median_s']:.3f} | {fmt(r.get('iqr_s'), '.3f')} | {r['fps']:.2f} | "
                     f"{fmt(r.get('ratio_to_baseline'), '.2f')}x | {fmt(r.get('peak_rss_mib'), '.0f')} |")  # fmt: skip
-    notes = [f"- {n}" for n in s.get("notes", [])]
+    notes = [
+        "- baseline: the plain upstream-equivalent path (fp32, NCHW, a fresh pad per call); stream: frames "
+        "prepared once; vs plain: baseline time / this time, measured in the same run.",
+        "- engine, filter, cli: wall time per interpolated frame of the same short 2x clip through the bare "
+        "engine loop, the VapourSynth filter and `vsrife video` (start-up, model load, decode and encode "
+        "included).",
+        *(f"- {n}" for n in s.get("notes", [])),
+    ]
     if s.get("contended"):
         notes.append("- other processes took CPU time during some measurements; see the JSON's cpu_use")
     return [f"Speed: {machine_line(s['machine'])}.", "", *rows, "", *notes]
@@ -89,6 +96,7 @@ def speed_quality_plot(q: dict, s: dict, path: Path) -> bool:
     if ("blend", None) in psnr:
         ax.axhline(statistics.fmean(psnr[("blend", None)]), color="grey", linestyle="--", label="50/50 blend")
         ax.legend(loc="lower right")
+    ax.margins(x=0.25, y=0.15)
     ax.set_xlabel(f"interpolated frames per second, {smallest}, {stream[0]['device']}")
     ax.set_ylabel("mean frame-drop PSNR on the sample clips (dB)")
     ax.grid(alpha=0.3)
