@@ -54,6 +54,7 @@ from torch import Tensor
 import vsrife
 from vsrife.catalogue import get_sample
 from vsrife.engine import Frame, Interpolator, default_device, default_dtype
+from vsrife.video import frames_of
 from vsrife.weights import fetch_file
 
 from benchlib import machine_info, write_results
@@ -94,15 +95,7 @@ def sample_path(name: str, folder: Path) -> Path:
 
 def decode(path: Path, count: int) -> list[Tensor]:
     """The first ``count`` frames of ``path`` as 1 x 3 x H x W float32 tensors in [0, 1]."""
-    import av
-
-    frames: list[Tensor] = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-            frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous())
-            if len(frames) == count:
-                break
+    frames = frames_of(path, count)
     if len(frames) < count:
         raise SystemExit(f"{path.name} has only {len(frames)} frames; {count} are needed (lower --frames)")
     return frames

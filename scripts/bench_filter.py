@@ -74,11 +74,7 @@ def main() -> None:
     ap.add_argument("--json", default="bench-results/filter.json")
     args = ap.parse_args()
     m = Fraction(args.multi)
-    frames = []
-    for f in frames_of(fetch_sample("bikes")):
-        frames.append(f)
-        if len(frames) == args.frames:
-            break
+    frames = frames_of(fetch_sample("bikes"), args.frames)
     it = vsrife.Interpolator(args.model, dtype=torch.float32)  # the filter's precision with fp16=False
     engine_pass(it, frames[:3], m)  # warm-up
     filter_pass(rgbs_clip(frames[:3]), args.model, m)

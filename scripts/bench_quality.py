@@ -60,11 +60,7 @@ def available_models(names: list[str] | None) -> list[str]:
 
 
 def clip_triplets(name: str) -> list[tuple]:
-    frames = []
-    for frame in frames_of(fetch_sample(name, progress=False)):
-        frames.append(frame)
-        if len(frames) == CLIP_FRAMES:
-            break
+    frames = frames_of(fetch_sample(name, progress=False), CLIP_FRAMES)
     keep = []
     for first, middle, last in frame_drop_triplets(frames):
         a, b, c = (luma_thumbnail(x) for x in (first, middle, last))

@@ -169,11 +169,9 @@ def summary(times: list[float]) -> dict:
 
 
 def decode_sample(count: int) -> list[Tensor]:
-    frames = []
-    for f in frames_of(fetch_sample(SAMPLE)):
-        frames.append(f.contiguous())
-        if len(frames) == count:
-            return frames
+    frames = frames_of(fetch_sample(SAMPLE), count)
+    if len(frames) == count:
+        return frames
     raise SystemExit(f"{SAMPLE} has only {len(frames)} frames; lower --warmup/--repeats")
 
 

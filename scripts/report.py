@@ -114,11 +114,7 @@ def crop_picture(model: str, path: Path, size: tuple[int, int] = (360, 200)) -> 
     from vsrife.video import frames_of
     from vsrife.weights import fetch_sample
 
-    frames = []
-    for frame in frames_of(fetch_sample("bigbuckbunny", progress=False)):
-        frames.append(frame)
-        if len(frames) == 4:
-            break
+    frames = frames_of(fetch_sample("bigbuckbunny", progress=False), 4)
     prev, truth, nxt = frames[1:4]
     w, h = size
     error = ((prev + nxt) / 2 - truth).abs().mean(1, keepdim=True)

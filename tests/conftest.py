@@ -20,15 +20,10 @@ def weights_40():
 
 def decode_rgb(path, count: int) -> list[torch.Tensor]:
     """The first ``count`` frames of a video as 1 x 3 x H x W float32 RGB in [0, 1], via PyAV (FFmpeg)."""
-    av = pytest.importorskip("av", reason="PyAV decodes the test footage: pip install av")
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-            frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div(255))
-            if len(frames) == count:
-                break
-    return frames
+    pytest.importorskip("av", reason="PyAV decodes the test footage: pip install av")
+    from vsrife.video import frames_of
+
+    return frames_of(path, count)
 
 
 @pytest.fixture(scope="session")

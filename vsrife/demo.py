@@ -74,11 +74,7 @@ def run(folder: Path, *, model: str = "4.0", sample: str = "bikes", quiet: bool 
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=quiet, desc="interpolating") as bar:
         interpolate_video(clip, video, it, VideoJob(multi=Fraction(2), overwrite=True), on_frame=bar.update)
 
-    frames = []
-    for frame in frames_of(clip):
-        frames.append(frame)
-        if len(frames) == 4:
-            break
+    frames = frames_of(clip, 4)
     picture = folder / "comparison.png"
     rife = it.interpolate(frames[1], frames[3], 0.5)
     scores = comparison_image(frames[1], frames[2], frames[3], rife, f"RIFE {it.release.name}", picture)

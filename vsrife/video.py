@@ -12,7 +12,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -98,9 +98,10 @@ _MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "ITU709"}  
 _RANGE = {1: "MPEG", 2: "JPEG"}
 
 
-def _matrix(colour: dict, height: int) -> str:
-    """The YUV<->RGB matrix: the stream's own, else BT.709 for HD sizes and BT.601 below, as players do."""
-    return _MATRIX.get(colour.get("colorspace", 2), "ITU709" if height >= 720 else "ITU601")
+def _matrix(colour: dict, width: int, height: int) -> str:
+    """The YUV<->RGB matrix: the stream's own, else BT.709 for HD sizes and BT.601 below, as players do
+    (the same rule as the VapourSynth filter's)."""
+    return _MATRIX.get(colour.get("colorspace", 2), "ITU709" if width >= 1280 or height >= 720 else "ITU601")
 
 
 def _out_pix_fmt(av, codec: str, source: str, requested: str | None) -> str:
@@ -187,7 +188,7 @@ def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple
     out_rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
-    matrix = _matrix(colour, cc.height)
+    matrix = _matrix(colour, cc.width, cc.height)
     src_range = _RANGE.get(colour["color_range"], "MPEG")
     deep = any(d in (cc.pix_fmt or "") for d in _HIGH_DEPTH)
     rgb_fmt = "rgb48le" if deep else "rgb24"
@@ -357,10 +358,14 @@ def _copy(av, frame):
     return clone
 
 
-def frames_of(path: str | os.PathLike[str]) -> Iterator[torch.Tensor]:
-    """Every frame of a video as 1 x 3 x H x W float32 RGB in [0, 1] (for tests and benchmarks)."""
+def frames_of(path: str | os.PathLike[str], limit: int | None = None) -> list[torch.Tensor]:
+    """The frames of a video (the first ``limit`` of them) as 1 x 3 x H x W float32 RGB in [0, 1]."""
     av = _av()
+    frames = []
     with av.open(str(path)) as c:
         for frame in c.decode(video=0):
+            if limit is not None and len(frames) == limit:
+                break
             rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-            yield rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+            frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255))
+    return frames
