@@ -204,6 +204,9 @@ def test_images_between_two_frames(tmp_path, bikes):
     assert written == ["0.png", "1.png", "2.png", "3.png", "4.png"]
     assert np.array_equal(np.asarray(Image.open(out / "0.png")), np.asarray(Image.open(tmp_path / "a.png")))
     assert np.array_equal(np.asarray(Image.open(out / "4.png")), np.asarray(Image.open(tmp_path / "b.png")))
+    before = (out / "2.png").read_bytes()
+    assert main(["images", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(out), "--exp", "2", *MODEL]) == 1
+    assert (out / "2.png").read_bytes() == before  # refused, nothing replaced without --overwrite
     small = tmp_path / "small.png"
     Image.new("RGB", (10, 10)).save(small)
     assert main(["images", str(tmp_path / "a.png"), str(small), "-o", str(out), *MODEL]) == 1

@@ -203,17 +203,22 @@ def run_images(args: argparse.Namespace) -> int:
     if img0.shape != img1.shape:
         raise CommandError(f"the images differ in size: {tuple(img0.shape[-2:])} and {tuple(img1.shape[-2:])}")
     out = Path(args.output)
+    width = len(str(steps))
+    names = [out / f"{j:0{width}d}.png" for j in range(steps + 1)]
+    existing = [p.name for p in names if p.exists()]
+    if existing and not args.overwrite:
+        raise CommandError(f"{out} already has {', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}; "
+                           "pass --overwrite to replace them or choose another folder")  # fmt: skip
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CommandError(f"cannot create output folder {out}: {e}") from e
     it = _interpolator(args)
     a, b = it.prepare(img0), it.prepare(img1)
-    width = len(str(steps))
     with _progress_bar(steps + 1, args.quiet) as bar:
         for j in range(steps + 1):
             frame = img0 if j == 0 else img1 if j == steps else it.interpolate(a, b, torch.tensor([j / steps]))
-            _write_image(frame, out / f"{j:0{width}d}.png")
+            _write_image(frame, names[j])
             bar.update(1)
     print(f"{steps + 1} frames in {out}", file=sys.stderr)
     return 0
@@ -292,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     steps = images.add_mutually_exclusive_group()
     steps.add_argument("--exp", type=int, default=1, help="2**EXP intervals (default 1: one frame between)")
     steps.add_argument("--multi", type=int, help="N intervals instead (N - 1 frames between)")
+    images.add_argument("--overwrite", action="store_true", help="replace PNGs already in the folder")
     _engine_options(images)
     images.set_defaults(run=run_images)
 
