@@ -139,7 +139,7 @@ def run_video(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise CommandError(f"output {output} exists; pass --overwrite to replace it")
     try:
-        info = probe(source)
+        info = probe(source, count=False)  # for the progress bar: no need to read hours of video twice
     except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
         raise CommandError(f"cannot read {source}: {e}") from e
     if not info["fps"] and fps is not None:

@@ -70,7 +70,7 @@ def run(folder: Path, *, model: str = "4.0", sample: str = "bikes", quiet: bool 
     print(f"vsrife demo: {it!r} on {clip.name}", file=sys.stderr)
 
     video = folder / f"{sample}_2x.mp4"
-    total = probe(clip)["frames"] * 2
+    total = probe(clip, count=False)["frames"] * 2
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=quiet, desc="interpolating") as bar:
         interpolate_video(clip, video, it, VideoJob(multi=Fraction(2), overwrite=True), on_frame=bar.update)
 

@@ -70,12 +70,21 @@ class VideoResult:
     fps: Fraction
 
 
-def probe(path: str | os.PathLike[str]) -> dict:
-    """Frame count, rate, duration and streams of a media file, as PyAV (FFmpeg) reports them."""
+def probe(path: str | os.PathLike[str], *, count: bool = True) -> dict:
+    """Frame count, rate, duration and streams of a media file, as PyAV (FFmpeg) reports them.
+
+    With ``count`` the video packets are counted (exact, but reads the whole file); without it the
+    count is the container's own figure, or duration x rate where it has none (0 when unknown).
+    """
     av = _av()
     with av.open(str(path)) as c:
         v = c.streams.video[0] if c.streams.video else None
-        frames = sum(1 for _ in c.demux(v) if _.size) if v is not None else 0
+        if v is None:
+            frames = 0
+        elif count:
+            frames = sum(1 for packet in c.demux(v) if packet.size)
+        else:
+            frames = v.frames or (round(c.duration / 1e6 * v.average_rate) if c.duration and v.average_rate else 0)
         return {
             "frames": frames,
             "fps": Fraction(v.average_rate) if v is not None and v.average_rate else None,
