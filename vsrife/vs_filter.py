@@ -217,10 +217,7 @@ def RIFE(  # noqa: N802 - the name users already type
     rgb_left, rgb_right = _map(rgb, m, 0), _map(rgb, m, 1)
     n_src = clip.num_frames
 
-    def position(n: int) -> tuple[int, Fraction]:
-        return frame_position(n, m)
-
-    def is_cut(n: int, i: int, fl: "vs.VideoFrame", fr: "vs.VideoFrame") -> bool:
+    def is_cut(i: int, fl: "vs.VideoFrame", fr: "vs.VideoFrame") -> bool:
         if not sc:
             return False
         if fl.props.get("_SceneChangeNext") or fr.props.get("_SceneChangePrev"):
@@ -231,7 +228,7 @@ def RIFE(  # noqa: N802 - the name users already type
         return scene_difference(a, b) > sc_threshold
 
     def interpolate(n: int, f: list["vs.VideoFrame"]) -> "vs.VideoFrame":
-        i, t = position(n)
+        i, t = frame_position(n, m)
         out = f[0].copy()
         if t == 0 or i >= n_src - 1:
             return out
@@ -255,10 +252,10 @@ def RIFE(  # noqa: N802 - the name users already type
         interpolated = core.resize.Bicubic(interpolated, **interpolated_format)
 
     def choose(n: int, f: list["vs.VideoFrame"]) -> "vs.VideoNode":
-        i, t = position(n)
+        i, t = frame_position(n, m)
         if t == 0 or i >= n_src - 1:
             return left
-        if is_cut(n, i, f[0], f[1]):
+        if is_cut(i, f[0], f[1]):
             return left if t < Fraction(1, 2) else right
         return interpolated
 
