@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __name__ as _package
 from .catalogue import release_names, releases
-from .timing import SCENE_THRESHOLD, as_fraction
+from .timing import SCENE_THRESHOLD, as_fraction, output_count
 from .weights import (
     WeightsError,
     cached_weights,
@@ -130,14 +130,14 @@ def _progress_bar(total: int | None, quiet: bool, unit: str = "frame"):
 
 
 def run_video(args: argparse.Namespace) -> int:
-    from .video import VideoError, VideoJob, interpolate_video, probe
+    from .video import VideoError, VideoJob, check_paths, interpolate_video, probe
 
     multi, fps = _multi(args)
     source, output = Path(args.input), Path(args.output)
-    if not source.is_file():
-        raise CommandError(f"input {source} does not exist")
-    if output.exists() and not args.overwrite:
-        raise CommandError(f"output {output} exists; pass --overwrite to replace it")
+    try:
+        check_paths(source, output, overwrite=args.overwrite)  # before any model is loaded
+    except VideoError as e:
+        raise CommandError(str(e)) from e
     try:
         info = probe(source, count=False)  # for the progress bar: no need to read hours of video twice
     except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
@@ -155,7 +155,7 @@ def run_video(args: argparse.Namespace) -> int:
     )  # fmt: skip
     it = _interpolator(args)
     factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
-    total = -(-info["frames"] * factor.numerator // factor.denominator) if info["frames"] and factor else None
+    total = output_count(info["frames"], factor) if info["frames"] and factor else None
     with _progress_bar(total, args.quiet) as bar:
         try:
             result = interpolate_video(source, output, it, job, on_frame=bar.update)

@@ -23,7 +23,7 @@ import torch
 from .engine import Interpolator
 from .timing import SCENE_THRESHOLD, luma_thumbnail, output_count, plan_frame, rate_factor, scene_difference
 
-__all__ = ["VideoError", "VideoJob", "VideoResult", "interpolate_video", "probe"]
+__all__ = ["VideoError", "VideoJob", "VideoResult", "check_paths", "frames_of", "interpolate_video", "probe"]
 
 log = logging.getLogger("vsrife")
 
@@ -145,6 +145,18 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
     raise _Stop
 
 
+def check_paths(source: Path, output: Path, *, overwrite: bool) -> None:
+    """VideoError unless ``source`` is a file and ``output`` may be written (a callers' early check too)."""
+    if not source.is_file():
+        raise VideoError(f"input {source} does not exist")
+    if output.exists() and not overwrite:
+        raise VideoError(f"output {output} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise VideoError(f"output folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise VideoError(f"output folder {output.parent} is not writable")
+
+
 def interpolate_video(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -155,14 +167,7 @@ def interpolate_video(
     """Interpolate the first video stream of ``source`` into ``output``; copy audio and subtitles as they are."""
     av = _av()
     source, output = Path(source), Path(output)
-    if not source.is_file():
-        raise VideoError(f"input {source} does not exist")
-    if output.exists() and not job.overwrite:
-        raise VideoError(f"output {output} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise VideoError(f"output folder {output.parent} does not exist")
-    if not os.access(output.parent, os.W_OK):
-        raise VideoError(f"output folder {output.parent} is not writable")
+    check_paths(source, output, overwrite=job.overwrite)
     try:
         inp = av.open(str(source))
     except (av.error.FFmpegError, OSError) as e:
