@@ -190,6 +190,11 @@ def _require_files(triplet: Triplet, layout: str) -> Triplet:
     return triplet
 
 
+def _folder_triplets(base: Path, names: list[str], files: tuple[str, str, str], layout: str) -> list[Triplet]:
+    """One checked triplet per ``base/<name>/`` holding the files (first, middle, last), named after it."""
+    return [_require_files(Triplet(n, *(base / n / f for f in files)), layout) for n in names]
+
+
 def _natural_key(name: str) -> tuple[int, int, str]:
     """Sort key that puts numeric names in numeric order ("2" before "11") ahead of other names."""
     return (0, int(name), name) if name.isdigit() else (1, 0, name)
@@ -222,12 +227,7 @@ def vimeo90k_triplets(root: str | Path) -> list[Triplet]:
     entries = [e for e in entries if e]
     if not entries:
         raise ValueError(f"Vimeo90K: {listing} lists no sequences")
-    return [
-        _require_files(
-            Triplet(e, frames / e / "im1.png", frames / e / "im2.png", frames / e / "im3.png"), _VIMEO_LAYOUT
-        )
-        for e in entries
-    ]
+    return _folder_triplets(frames, entries, ("im1.png", "im2.png", "im3.png"), _VIMEO_LAYOUT)
 
 
 _UCF_LAYOUT = "a folder per triplet, <name>/frame_00.png, frame_01_gt.png, frame_02.png (ucf101_interp_ours)"
@@ -248,12 +248,7 @@ def ucf101_triplets(root: str | Path) -> list[Triplet]:
     names = sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_natural_key)
     if not names:
         raise ValueError(f"UCF101: {root} has no triplet folders; expected {_UCF_LAYOUT}")
-    return [
-        _require_files(
-            Triplet(n, root / n / "frame_00.png", root / n / "frame_01_gt.png", root / n / "frame_02.png"), _UCF_LAYOUT
-        )
-        for n in names
-    ]
+    return _folder_triplets(root, names, ("frame_00.png", "frame_01_gt.png", "frame_02.png"), _UCF_LAYOUT)
 
 
 _MIDDLEBURY_LAYOUT = "other-data/<name>/frame10.png, frame11.png and other-gt-interp/<name>/frame10i11.png"
