@@ -9,14 +9,20 @@ import pytest
 import torch
 
 from vsrife.timing import (
+    MAX_HOLD,
     SCENE_THRESHOLD,
+    FramePlan,
+    SlotPlanner,
     as_fraction,
     frame_position,
+    frame_time,
     luma_thumbnail,
     output_count,
     plan_frame,
+    plan_slot,
     rate_factor,
     scene_difference,
+    slot_duration,
 )
 
 
@@ -79,10 +85,10 @@ def test_plan_passes_sources_through_and_repeats_the_last():
 
 def test_across_a_cut_the_nearer_frame_is_shown():
     m = Fraction(4)
-    shown = [plan_frame(k, m, 10, cut_after=True).source for k in range(4, 8)]
+    shown = [plan_frame(k, m, 10, cut=lambda j: True).source for k in range(4, 8)]
     assert shown == [1, 1, 2, 2]  # t = 0 (itself), 1/4 -> left, 1/2 and 3/4 -> right
     m = Fraction(5, 2)
-    plans = [plan_frame(k, m, 10, cut_after=True) for k in range(1, 3)]
+    plans = [plan_frame(k, m, 10, cut=lambda j: True) for k in range(1, 3)]
     assert [p.source for p in plans] == [0, 1]  # t = 2/5 -> left, 4/5 -> right
 
 
@@ -108,3 +114,171 @@ def test_real_cuts_of_bikes_are_found_and_nothing_else():
             thumbs.append(luma_thumbnail(rgb))
     found = [i for i, (a, b) in enumerate(itertools.pairwise(thumbs)) if scene_difference(a, b) > SCENE_THRESHOLD]
     assert found == [29, 75, 136, 186, 241]  # the clip's own cuts, checked by eye
+
+
+# --- held frames (dedup) ---------------------------------------------------------------------------------
+
+
+def on(step: int):
+    """hold(j) of a clip drawn on ``step``s: each drawing shown for ``step`` frames."""
+    return lambda j: j % step != 0
+
+
+def test_on_twos_slots_move_between_drawings():
+    plans = [plan_frame(k, Fraction(1), 10, hold=on(2)) for k in range(6)]
+    # the held frames 1, 3, 5 become the midpoints between the drawings 0, 2, 4, 6
+    assert plans[0] == FramePlan(0, 2, Fraction(0), 0)
+    assert plans[1] == FramePlan(0, 2, Fraction(1, 2), None)
+    assert plans[2] == FramePlan(2, 4, Fraction(0), 2)
+    assert plans[3] == FramePlan(2, 4, Fraction(1, 2), None)
+
+
+def test_on_threes_at_twice_the_rate():
+    plans = [plan_frame(k, Fraction(2), 12, hold=on(3)) for k in range(7)]
+    assert [p.timestep for p in plans] == [Fraction(j % 6, 6) for j in range(7)]
+    assert [(p.left, p.right) for p in plans] == [(0, 3)] * 6 + [(3, 6)]
+    assert plans[0].source == 0 and plans[6].source == 3 and all(p.interpolated for p in plans[1:6])
+
+
+def test_without_holds_dedup_changes_nothing():
+    for m in (Fraction(2), Fraction(5, 2)):
+        for k in range(30):
+            assert plan_frame(k, m, 12, hold=lambda j: False) == plan_frame(k, m, 12)
+
+
+def test_a_long_run_is_a_still_and_stays_still():
+    still = lambda j: 1 <= j <= MAX_HOLD  # frames 0 .. MAX_HOLD show one picture: longer than a drawing
+    for k in range(2 * (MAX_HOLD + 2)):
+        assert plan_frame(k, Fraction(2), 12, hold=still) == plan_frame(k, Fraction(2), 12)
+    # one frame shorter is a drawing on MAX_HOLDs
+    short = lambda j: 1 <= j < MAX_HOLD
+    assert plan_frame(1, Fraction(2), 12, hold=short) == FramePlan(0, MAX_HOLD, Fraction(1, 2 * MAX_HOLD), None)
+
+
+def test_a_cut_wins_over_a_hold():
+    cut_at_2 = lambda j: j == 2
+    # frames 0, 1 are one drawing, a cut follows: nothing is blended with frame 2
+    plans = [plan_frame(k, Fraction(2), 6, cut=cut_at_2, hold=lambda j: j == 1) for k in range(5)]
+    assert [p.source for p in plans] == [0, 0, 1, 2, 2]  # t = 1/2 across the cut shows the right frame
+    assert not any(p.interpolated for p in plans)
+
+
+def test_a_drawing_held_to_the_end_stays():
+    plans = [plan_frame(k, Fraction(2), 4, hold=lambda j: j == 3) for k in range(8)]
+    assert [p.source for p in plans[4:]] == [2, 2, 3, 3]
+
+
+def test_look_ahead_is_bounded():
+    asked = []
+
+    def hold(j):
+        asked.append(j)
+        return j % 3 != 0
+
+    for k in range(0, 200, 7):
+        asked.clear()
+        i, _ = frame_position(k, Fraction(5, 2))
+        plan_frame(k, Fraction(5, 2), 100, hold=hold)
+        assert all(i - MAX_HOLD <= j <= i + MAX_HOLD + 1 for j in asked)
+
+
+# --- very long clips and variable frame rate in the filter ----------------------------------------------
+
+
+@pytest.mark.parametrize("src, dst", [(Fraction(24), Fraction(60000, 1001)), (Fraction(2997, 125), Fraction(60000, 1001))])
+def test_a_million_frames_plan_as_exactly_as_one(src, dst):
+    m = rate_factor(src, dst)
+    n = 10**6
+    count = output_count(n, m)
+    last = plan_frame(count - 1, m, n)
+    assert last.source == n - 1
+    k = count - 3
+    plan = plan_frame(k, m, n)
+    i, t = frame_position(k, m)
+    assert (plan.left, plan.timestep) == (i, t) and Fraction(i) + t == Fraction(k) / m
+    assert Fraction(k) / m < n - 1 or plan.source == n - 1
+
+
+@pytest.mark.parametrize("m", [Fraction(2), Fraction(5, 2), Fraction(3, 2), Fraction(7, 3)])
+def test_variable_rate_durations_add_up(m):
+    durations = [Fraction(1), Fraction(3), Fraction(1), Fraction(3)]
+    slots = [slot_duration(k, m, 4, durations.__getitem__) for k in range(output_count(4, m))]
+    assert sum(slots) == 8
+    assert all(d > 0 for d in slots)
+    # a slot inside one source frame lasts that frame's duration / m
+    assert slots[0] == durations[0] / m
+
+
+# --- placement by time (vsrife video) -------------------------------------------------------------------
+
+
+def run_planner(times, rate, end):
+    planner = SlotPlanner(rate)
+    plans = []
+    for time in times:
+        plans += planner.push(time)
+    plans += planner.finish(end)
+    assert [k for k, _ in plans] == list(range(len(plans)))
+    return [p for _, p in plans]
+
+
+def test_constant_rate_by_time_is_the_index_placement():
+    for m in (Fraction(2), Fraction(5, 2), Fraction(60000, 1001) / 25):
+        times = [Fraction(j, 25) for j in range(20)]
+        plans = run_planner(times, 25 * m, Fraction(20, 25))
+        assert len(plans) == output_count(20, m)
+        assert plans == [plan_frame(k, m, 20) for k in range(len(plans))]
+
+
+def test_variable_rate_is_placed_by_time():
+    # the issue's clip: 60 frames of 1/30 s, then 20 of 1/10 s: 4 s, 80 frames, 20 fps on average
+    times = [Fraction(j, 30) for j in range(60)] + [2 + Fraction(j, 10) for j in range(20)]
+    plans = run_planner(times, Fraction(40), Fraction(4))
+    assert len(plans) == 160  # 4 s at 40 fps: the duration is kept
+    assert plans[120].source == 70  # t = 3.0 s shows the frame of 3.0 s, not the one of 2 s
+    assert plans[121] == FramePlan(70, 71, Fraction(1, 4), None)  # 3.025 s between 3.0 and 3.1
+    assert plans[1] == FramePlan(0, 1, Fraction(3, 4), None)  # 1/40 s between 0 and 1/30
+    for k, plan in enumerate(plans):
+        time = Fraction(k, 40)
+        if plan.source is not None and time in times:
+            assert times[plan.source] == time
+
+
+def test_streaming_keeps_a_bounded_window():
+    planner = SlotPlanner(Fraction(50), holds=True)
+    for j in range(500):
+        planner.push(Fraction(j, 25), hold=j % 2 == 1)
+        assert len(planner.times) <= 2 * MAX_HOLD + 4
+    plans = [p for _, p in planner.finish(Fraction(20))]
+    assert plans[-1].source == 499
+
+
+def test_streaming_matches_random_access_with_holds_and_cuts():
+    hold, cut = on(3), (lambda j: j == 31)
+    planner = SlotPlanner(Fraction(60), holds=True)
+    plans = []
+    for j in range(50):
+        plans += planner.push(Fraction(j, 24), cut=cut(j), hold=hold(j) and not cut(j))
+    plans += planner.finish(Fraction(50, 24))
+    m = Fraction(60, 24)
+    assert [p for _, p in plans] == [
+        plan_frame(k, m, 50, cut=cut, hold=lambda j: hold(j) and not cut(j)) for k in range(output_count(50, m))
+    ]
+
+
+def test_frame_times_snap_to_the_grid_only_within_a_tick():
+    rate, tb = Fraction(24000, 1001), Fraction(1, 1000)  # Matroska rounds timestamps to 1 ms
+    for j in (1, 7, 1000, 12345):
+        pts = round(Fraction(j, 1) / rate / tb)
+        assert frame_time(pts, tb, j, Fraction(0), rate) == Fraction(j) / rate
+    assert frame_time(500, tb, 3, Fraction(0), rate) == Fraction(1, 2)  # far from the grid: taken as is
+    assert frame_time(None, tb, 3, Fraction(1), rate) == 1 + 3 / rate
+    with pytest.raises(ValueError):
+        frame_time(None, tb, 3, Fraction(0), None)
+
+
+def test_timestamps_must_increase():
+    planner = SlotPlanner(Fraction(50))
+    planner.push(Fraction(0))
+    with pytest.raises(ValueError, match="not later"):
+        planner.push(Fraction(0))

@@ -7,6 +7,7 @@ frame 1 is: no float drift over hours of footage.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -14,15 +15,24 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "HOLD_PIXEL_STEP",
+    "HOLD_THRESHOLD",
+    "MAX_HOLD",
     "SCENE_THRESHOLD",
     "FramePlan",
+    "SlotPlanner",
     "as_fraction",
     "frame_position",
+    "frame_time",
+    "hold_difference",
+    "hold_luma",
     "luma_thumbnail",
     "output_count",
     "plan_frame",
+    "plan_slot",
     "rate_factor",
     "scene_difference",
+    "slot_duration",
 ]
 
 # Mean absolute difference of 1/8-size luma in [0, 1] above which two frames are taken to be a cut.
@@ -31,6 +41,17 @@ __all__ = [
 # cuts of bikes.mp4 measure 0.195 to 0.327, and joins of two different clips at least 0.20.
 # 0.13 sits between the two, about 1.5x from either side.
 SCENE_THRESHOLD = 0.13
+
+# Held frames of animation (``dedup``): the fraction of half-size BT.709 luma pixels that changed by more
+# than HOLD_PIXEL_STEP between two frames. Measured by scripts/calibrate_dedup_threshold.py on the sample
+# clips: held frames re-encoded with x264 at CRF 18 change at most 0.0016 of their pixels, the least
+# motion between two distinct frames (a small object on a still 720p background) 0.0062; the threshold
+# sits between, about 2x from either side. Heavier compression can hide a hold (it is then interpolated as
+# motion, as without dedup); motion is not taken for a hold.
+HOLD_PIXEL_STEP = 6 / 255
+HOLD_THRESHOLD = 0.003
+# A drawing held for more frames than this is a still, not animation on twos or threes: left as it is.
+MAX_HOLD = 4
 
 
 def as_fraction(value: int | float | str | Fraction, what: str = "value") -> Fraction:
@@ -74,13 +95,15 @@ def frame_position(k: int, multi: Fraction) -> tuple[int, Fraction]:
 
 @dataclass(frozen=True)
 class FramePlan:
-    """What output frame ``k`` is made of.
+    """What one output frame is made of.
 
-    ``source`` set: pass that source frame through untouched. Otherwise interpolate between ``left`` and
-    ``left + 1`` at ``timestep``.
+    ``source`` set: pass that source frame through untouched. Otherwise interpolate between source frames
+    ``left`` (t = 0) and ``right`` (t = 1) at ``timestep``. ``right`` is ``left + 1`` except across the
+    held frames of a drawing (``dedup``), where it is the first frame of the next drawing.
     """
 
     left: int
+    right: int
     timestep: Fraction
     source: int | None
 
@@ -89,20 +112,191 @@ class FramePlan:
         return self.source is None
 
 
-def plan_frame(k: int, multi: Fraction, source_frames: int, cut_after: bool = False) -> FramePlan:
-    """The plan for output frame ``k``.
+def _drawing(i: int, count: int, hold: Callable[[int], bool], max_hold: int) -> tuple[int, int] | None:
+    """The run of held frames around source frame ``i``: (a, b) with a the first frame of its drawing and b
+    the first of the next (``count`` when the clip ends first). None when frame i is held by no other frame,
+    or the run is longer than ``max_hold`` frames (a still, not a drawing on twos or threes).
 
-    Slots after the last source frame repeat it; across a scene cut (``cut_after``: a cut between the left
-    frame and the next) nothing is blended: the nearer source frame is shown (t < 1/2: left, else right).
+    Asks ``hold`` about at most ``max_hold`` frames on either side of ``i``, so look-ahead stays bounded.
     """
-    i, t = frame_position(k, multi)
-    if i >= source_frames - 1:
-        return FramePlan(source_frames - 1, Fraction(0), source_frames - 1)
+    a = i
+    while a > 0 and hold(a):
+        a -= 1
+        if i - a + 1 > max_hold:
+            return None
+    b = i + 1
+    while b < count and hold(b):
+        b += 1
+        if b - a > max_hold:
+            return None
+    return (a, b) if b - a > 1 else None
+
+
+def plan_slot(
+    position: Fraction,
+    i: int,
+    count: int,
+    at: Callable[[int], Fraction],
+    *,
+    cut: Callable[[int], bool] | None = None,
+    hold: Callable[[int], bool] | None = None,
+    max_hold: int = MAX_HOLD,
+) -> FramePlan:
+    """The plan for an output slot at ``position`` on the source's time axis.
+
+    Args:
+        position: where the slot sits, in the units of ``at``.
+        i: the source frame at or before it: ``at(i) <= position < at(i + 1)`` (or ``i >= count - 1``).
+        count: source frames in the clip.
+        at: source frame j's position: ``j`` itself for index-based placement (the filter), its
+            presentation time for time-based placement (``vsrife video``).
+        cut: ``cut(j)``: a scene cut lies between frames j - 1 and j. Nothing is blended across a cut:
+            the slot shows the nearer source frame.
+        hold: ``hold(j)``: frame j shows the same drawing as frame j - 1 (``dedup``). A slot between the
+            first frames a and b of two drawings is the interpolation at (position - at(a)) / (at(b) -
+            at(a)); runs of more than ``max_hold`` frames are stills and are left as they are.
+
+    Slots after the last source frame repeat it.
+    """
+    if i >= count - 1:
+        return FramePlan(count - 1, count - 1, Fraction(0), count - 1)
+    if hold is not None:
+        run = _drawing(i, count, hold, max_hold)
+        if run is not None:
+            a, b = run
+            if b < count and not (cut is not None and cut(b)):
+                t = (position - at(a)) / (at(b) - at(a))
+                return FramePlan(a, b, t, a if t == 0 else None)
+            if i + 1 < b:  # inside a drawing that a cut or the clip's end closes: it stays as drawn
+                return FramePlan(i, i + 1, Fraction(0), i)
+    t = (position - at(i)) / (at(i + 1) - at(i))
     if t == 0:
-        return FramePlan(i, t, i)
-    if cut_after:
-        return FramePlan(i, t, i if t < Fraction(1, 2) else i + 1)
-    return FramePlan(i, t, None)
+        return FramePlan(i, i + 1, t, i)
+    if cut is not None and cut(i + 1):
+        return FramePlan(i, i + 1, t, i if t < Fraction(1, 2) else i + 1)
+    return FramePlan(i, i + 1, t, None)
+
+
+def plan_frame(
+    k: int,
+    multi: Fraction,
+    source_frames: int,
+    *,
+    cut: Callable[[int], bool] | None = None,
+    hold: Callable[[int], bool] | None = None,
+    max_hold: int = MAX_HOLD,
+) -> FramePlan:
+    """The plan for output frame ``k`` of a clip placed by frame index: the slot at source position k / m
+    (see :func:`plan_slot` for ``cut`` and ``hold``). Exact at any k and any rate pair."""
+    i, _ = frame_position(k, multi)
+    return plan_slot(Fraction(k) / multi, i, source_frames, Fraction, cut=cut, hold=hold, max_hold=max_hold)
+
+
+def slot_duration(k: int, multi: Fraction, source_frames: int, duration: Callable[[int], Fraction]) -> Fraction:
+    """How long output frame ``k`` lasts when source frame j lasts ``duration(j)`` (variable frame rate).
+
+    The slot covers source positions [k / m, (k + 1) / m), capped at the clip's end, and lasts the source
+    time that span covers, so the output's durations add up exactly to the source's whatever m, cuts or
+    held frames: each source frame's duration is split in m parts.
+    """
+    begin, end = Fraction(k) / multi, min(Fraction(k + 1) / multi, Fraction(source_frames))
+    total = Fraction(0)
+    j = math.floor(begin)
+    while j < end:
+        total += (min(end, j + 1) - max(begin, j)) * duration(j)
+        j += 1
+    return total
+
+
+def frame_time(pts: int | None, time_base: Fraction, index: int, first: Fraction, rate: Fraction | None) -> Fraction:
+    """The presentation time of decoded frame ``index`` in seconds.
+
+    Timestamps are rounded to the stream's time base (1 ms in Matroska): a frame whose timestamp lies
+    within one tick of the nominal grid ``first + index / rate`` is placed on the grid, so constant-rate
+    input is placed exactly; any other timestamp is taken as it is (variable frame rate). A frame without
+    a timestamp is placed on the grid.
+    """
+    grid = first + Fraction(index) / rate if rate else None
+    if pts is None:
+        if grid is None:
+            raise ValueError("a frame has no timestamp and the stream no frame rate")
+        return grid
+    time = pts * time_base
+    return grid if grid is not None and abs(time - grid) <= time_base else time
+
+
+class SlotPlanner:
+    """Places the slots of a constant-rate output over source frames that arrive one by one with their
+    presentation times (``vsrife video``): slot k sits at ``start + k / rate`` and is planned as
+    :func:`plan_slot` does, by time.
+
+    Feed it with :meth:`push` in decoding order, then :meth:`finish`. Both return the (k, plan) pairs
+    that became decidable. It keeps only what the slots still to come can need: frames from
+    :attr:`oldest_needed` on.
+    """
+
+    def __init__(self, rate: Fraction, *, cuts: bool = True, holds: bool = False, max_hold: int = MAX_HOLD) -> None:
+        if rate <= 0:
+            raise ValueError("the output rate must be positive")
+        self.rate = rate
+        self.holds, self.cuts, self.max_hold = holds, cuts, max_hold
+        self.start: Fraction | None = None
+        self.times: dict[int, Fraction] = {}
+        self.cut_before: dict[int, bool] = {}
+        self.held: dict[int, bool] = {}
+        self.count = 0  # frames pushed
+        self.k = 0  # next slot to plan
+        self.i = 0  # source frame at or before slot k
+        self.total: int | None = None  # slots in the output, once the end is known
+
+    def slot_time(self, k: int) -> Fraction:
+        assert self.start is not None
+        return self.start + Fraction(k) / self.rate
+
+    @property
+    def oldest_needed(self) -> int:
+        """The first source frame a slot still to come may show or interpolate from."""
+        return max(0, self.i - self.max_hold) if self.holds else self.i
+
+    def push(self, time: Fraction, *, cut: bool = False, hold: bool = False) -> list[tuple[int, FramePlan]]:
+        """Add the next source frame: its presentation time (after the previous frame's), whether a scene
+        cut lies before it, and whether it holds the previous frame's drawing."""
+        j = self.count
+        if j and time <= self.times[j - 1]:
+            raise ValueError(f"source frame {j} is not later than the one before it ({time} <= {self.times[j - 1]})")
+        if self.start is None:
+            self.start = time
+        self.times[j], self.cut_before[j], self.held[j] = time, cut, hold
+        self.count += 1
+        return self._ready()
+
+    def finish(self, end: Fraction) -> list[tuple[int, FramePlan]]:
+        """The source ended at ``end`` (the last frame's time plus its duration): plan every slot left.
+        The output has ceil((end - start) x rate) slots, so it lasts as long as the source."""
+        if self.start is None:
+            raise ValueError("no source frames")
+        self.total = math.ceil((max(end, self.times[self.count - 1]) - self.start) * self.rate)
+        return self._ready()
+
+    def _ready(self) -> list[tuple[int, FramePlan]]:
+        ready = []
+        lookahead = 1 + (self.max_hold if self.holds else 0)
+        while self.total is None or self.k < self.total:
+            time = self.slot_time(self.k)
+            while self.i + 1 < self.count and self.times[self.i + 1] <= time:
+                self.i += 1
+            if self.total is None and self.i + lookahead >= self.count:
+                break  # the frames this slot may need have not arrived yet
+            count = self.count if self.total is not None else self.count + 1  # +1: more frames may follow
+            plan = plan_slot(time, self.i, count, self.times.__getitem__,
+                             cut=self.cut_before.__getitem__ if self.cuts else None,
+                             hold=self.held.__getitem__ if self.holds else None, max_hold=self.max_hold)  # fmt: skip
+            ready.append((self.k, plan))
+            self.k += 1
+        for table in (self.times, self.cut_before, self.held):
+            for j in [j for j in table if j < self.oldest_needed - 1]:
+                del table[j]
+        return ready
 
 
 def luma_thumbnail(rgb: torch.Tensor) -> torch.Tensor:
@@ -111,6 +305,19 @@ def luma_thumbnail(rgb: torch.Tensor) -> torch.Tensor:
     luma = (rgb.float() * weights).sum(1, keepdim=True)
     h, w = luma.shape[-2:]
     return F.adaptive_avg_pool2d(luma, (max(1, h // 8), max(1, w // 8)))
+
+
+def hold_luma(rgb: torch.Tensor) -> torch.Tensor:
+    """Half-size BT.709 luma (N x 1 x h x w, float32) of N x 3 x H x W RGB in [0, 1], for :func:`hold_difference`."""
+    weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
+    luma = (rgb.float() * weights).sum(1, keepdim=True)
+    return F.avg_pool2d(luma, 2) if min(luma.shape[-2:]) >= 2 else luma
+
+
+def hold_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The fraction of pixels of two :func:`hold_luma` images that differ by more than 6/255; below
+    :data:`HOLD_THRESHOLD` the second frame holds the first one's drawing."""
+    return float(((a - b).abs() > HOLD_PIXEL_STEP).float().mean())
 
 
 def scene_difference(a: torch.Tensor, b: torch.Tensor) -> float:
