@@ -1,19 +1,34 @@
 """Parts of the VapourSynth filter that need no VapourSynth core."""
 
-import numpy as np
+import threading
 
-import vsrife
+from vsrife.vs_filter import _Bounded
 
 
-def test_prepared_frames_are_bounded(weights_40):
-    from vsrife.vs_filter import _CACHE, _Source
+def test_caches_are_bounded_and_keep_the_recent():
+    computed = []
+    cache = _Bounded(4, lambda k: computed.append(k) or k * k)
+    for i in range(12):
+        assert cache.get(i) == i * i
+    assert list(cache.items) == [8, 9, 10, 11]
+    cache.get(8)  # recently used: kept, not computed again
+    cache.get(12)
+    assert list(cache.items) == [10, 11, 8, 12] and computed.count(8) == 1
 
-    source = _Source(vsrife.Interpolator("4.0"))
 
-    class FakeFrame:  # planes as a VapourSynth frame exposes them
-        def __getitem__(self, p):
-            return np.zeros((32, 48), np.float32)
+def test_a_computation_runs_outside_the_lock():
+    """A value whose computation waits on another thread's lookup must not deadlock (the filter fetches
+    frames while computing, and the core may run that fetch on a thread that looks up the same cache)."""
+    cache = _Bounded(4, None)
+    inner_done = threading.Event()
 
-    for i in range(3 * _CACHE):
-        source.get(i, FakeFrame())
-    assert len(source.frames) == _CACHE and min(source.frames) == 2 * _CACHE
+    def compute(k):
+        if k == 0:
+            t = threading.Thread(target=lambda: (cache.get(1), inner_done.set()))
+            t.start()
+            t.join(timeout=5)
+        return k
+
+    cache.compute = compute
+    assert cache.get(0) == 0
+    assert inner_done.is_set()

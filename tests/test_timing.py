@@ -282,3 +282,15 @@ def test_timestamps_must_increase():
     planner.push(Fraction(0))
     with pytest.raises(ValueError, match="not later"):
         planner.push(Fraction(0))
+
+
+def test_slots_between_identical_frames_are_that_frame():
+    same = lambda j: j == 2
+    plans = [plan_frame(k, Fraction(2), 5, same=same) for k in range(6)]
+    assert plans[3] == FramePlan(1, 2, Fraction(1, 2), 1) and plans[1].interpolated and plans[5].interpolated
+    # a cut still decides first; with dedup the drawings around a hold are interpolated as before
+    assert plan_frame(3, Fraction(2), 5, same=same, cut=same).source == 2
+    planner = SlotPlanner(Fraction(2))
+    plans = planner.push(Fraction(0)) + planner.push(Fraction(1), same=True) + planner.push(Fraction(2))
+    plans += planner.finish(Fraction(3))
+    assert [p.source for _, p in plans] == [0, 0, 1, None, 2, 2]

@@ -257,3 +257,183 @@ def test_out_of_memory_fails_that_frame_only(core, bikes12, weights_40, monkeypa
     with pytest.raises(vs.Error, match="vsrife.RIFE: out of memory at frame 3"):
         out.get_frame(3)
     assert out.get_frame(5).props["RIFE_Timestep"] == 0.5  # later frames still work
+
+
+# --- one planner: any rate pair, variable frame rate, colour, held drawings (issue: correct on every clip) ---
+
+
+def indexed(core, length: int, fps: Fraction) -> vs.VideoNode:
+    """A tiny clip of ``length`` distinct frames; frame n carries SourceIndex = n (computed when asked)."""
+    blank = core.std.BlankClip(format=vs.RGBS, width=32, height=32, length=length,
+                               fpsnum=fps.numerator, fpsden=fps.denominator)  # fmt: skip
+
+    def mark(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        g = _with(f, SourceIndex=n)
+        np.asarray(g[0])[n % 32, :] = 1.0  # a bar that moves: no two neighbours are identical
+        return g
+
+    return core.std.ModifyFrame(blank, blank, mark)
+
+
+def _with(f: vs.VideoFrame, **props) -> vs.VideoFrame:
+    g = f.copy()
+    for k, v in props.items():
+        g.props[k] = v
+    return g
+
+
+@pytest.mark.parametrize("src, dst", [(Fraction(24), Fraction(60000, 1001)), (Fraction(2997, 125), Fraction(60000, 1001))])
+def test_a_million_frames_at_any_rate_pair(core, weights_40, src, dst):
+    """Before, the filter interleaved the clip m.numerator times: 2997/125 -> 60000/1001 failed at 1000
+    frames, 24 -> 60000/1001 at a million. Now the graph is the same at any pair of rates."""
+    from vsrife.timing import output_count, plan_frame
+
+    n = 10**6
+    clip = indexed(core, n, src)
+    out = vsrife.RIFE(clip, fps_num=dst.numerator, fps_den=dst.denominator, sc=False, **MODEL)
+    m = dst / src
+    count = output_count(n, m)
+    assert out.num_frames == count and out.fps == dst
+    for k in (0, 1, 2, count // 2, count - 4, count - 3, count - 2, count - 1):
+        plan, f = plan_frame(k, m, n), out.get_frame(k)
+        if plan.source is not None:
+            assert f.props["SourceIndex"] == plan.source and "RIFE_Timestep" not in f.props, k
+        else:
+            assert f.props["SourceIndex"] == plan.left, k
+            assert f.props["RIFE_Timestep"] == pytest.approx(float(plan.timestep)), k
+    assert out.get_frame(count - 1).props["SourceIndex"] == n - 1
+
+
+def vfr_clip(core, frames, durations):
+    """An RGBS clip of variable frame rate (fps 0/1) whose frames last ``durations`` (Fractions of a second)."""
+    clip = clip_from(core, frames)
+    vfr = core.std.Splice([clip[:1], clip[1:].std.AssumeFPS(fpsnum=30, fpsden=1)], mismatch=True)
+    assert vfr.fps == 0
+
+    def stamp(n, f):
+        d = durations[n]
+        return _with(f, _DurationNum=d.numerator, _DurationDen=d.denominator)
+
+    return core.std.ModifyFrame(vfr, vfr, stamp)
+
+
+def _durations(clip):
+    return [Fraction(f.props["_DurationNum"], f.props["_DurationDen"]) for f in clip.frames()]
+
+
+@pytest.mark.parametrize("multi", [2, Fraction(5, 2), Fraction(3, 2)])
+@pytest.mark.parametrize("with_cut", [False, True], ids=["no-cut", "cut"])
+def test_variable_frame_rate_durations_add_up(core, cut_frames, weights_40, multi, with_cut):
+    frames = cut_frames[2:10] if with_cut else cut_frames[:4] * 2  # 8 frames; a real cut after the 4th
+    durations = [Fraction(1, 24), Fraction(3, 24)] * 4
+    clip = vfr_clip(core, frames, durations)
+    out = vsrife.RIFE(clip, multi=multi, **MODEL)
+    got = _durations(out)
+    assert sum(got) == sum(durations) == Fraction(2, 3)
+    assert got[0] == durations[0] / multi
+    if with_cut:  # across the cut the slots show source frames, and still take their own share of time
+        shown = [f.props.get("RIFE_Timestep") is None for f in out.frames()]
+        assert any(shown)
+
+
+@pytest.mark.parametrize("fmt, siting", [("YUV420P8", 2), ("YUV420P10", 0), ("YUV422P8", 2), ("YUV444P16", None)])
+def test_colour_range_siting_and_tags_are_kept(core, bikes12, weights_40, fmt, siting):
+    """Full-range YUV with its own chroma siting: the interpolated frame is the engine's frame converted
+    back with exactly the source's range, siting, matrix, transfer and primaries (before, full range
+    came back limited and the siting was ignored: 17 code values off in U)."""
+    rgb = clip_from(core, bikes12[2:4])
+    kw = {"chromaloc": siting} if siting is not None else {}
+    clip = core.resize.Bicubic(rgb, format=getattr(vs, fmt), matrix_s="709", range_s="full", **kw)
+    clip = core.std.SetFrameProps(clip, _Transfer=1, _Primaries=1)
+    middle = vsrife.RIFE(clip, **MODEL).get_frame(1)
+    source = clip.get_frame(0)
+    for prop in ("_ColorRange", "_ChromaLocation", "_Matrix", "_Transfer", "_Primaries"):
+        assert middle.props.get(prop) == source.props.get(prop), prop
+    assert middle.props["_ColorRange"] == 0  # full
+    as_rgb = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in=1, range_in=1, **{f"{k}_in": v for k, v in kw.items()})
+    frames = [torch.from_numpy(np.stack([np.asarray(f[p]) for p in range(3)])).unsqueeze(0) for f in as_rgb.frames()]
+    engine = vsrife.Interpolator("4.0", dtype=torch.float32)
+    expected = core.resize.Bicubic(clip_from(core, [engine.interpolate(frames[0], frames[1], 0.5)] * 2),
+                                   format=getattr(vs, fmt), matrix=1, range=1, **kw)  # fmt: skip
+    diff = np.abs(planes(middle).astype(np.int64) - planes(expected.get_frame(0)).astype(np.int64))
+    assert diff.max() <= 1
+
+
+def test_flat_full_range_round_trips_within_a_code_value(core, weights_40):
+    """Flat Y=200 (full range) next to Y=201: limited range came back as 188 before."""
+    a = core.std.BlankClip(format=vs.YUV420P8, width=64, height=64, length=1, color=[200, 100, 150])
+    b = core.std.BlankClip(a, color=[201, 101, 151])
+    clip = core.std.SetFrameProps(a + b + a + b, _ColorRange=0, _Matrix=1, _ChromaLocation=2)
+    middle = vsrife.RIFE(clip, **MODEL).get_frame(1)
+    assert "RIFE_Timestep" in middle.props and middle.props["_ColorRange"] == 0
+    for p, (lo, hi) in enumerate(((200, 201), (100, 101), (150, 151))):
+        values = np.asarray(middle[p])
+        assert lo <= values.min() and values.max() <= hi, p
+
+
+def test_static_content_is_passed_through_exactly(core, bikes12, weights_40):
+    still = core.resize.Bicubic(clip_from(core, [bikes12[3]] * 4), format=vs.YUV420P10, matrix_s="709",
+                                range_s="full", chromaloc=2)  # fmt: skip
+    out = vsrife.RIFE(still, multi=Fraction(5, 2), **MODEL)
+    for k in range(out.num_frames):
+        f = out.get_frame(k)
+        assert "RIFE_Timestep" not in f.props and np.array_equal(planes(f), planes(still.get_frame(0))), k
+
+
+def test_a_passed_through_frame_asks_for_its_source_frame_only(core, bikes12, weights_40):
+    asked = []
+
+    def note(n, f):
+        asked.append(n)
+        return f
+
+    clip = clip_from(core, bikes12)
+    counted = core.std.ModifyFrame(clip, clip, note)
+    for sc in (False, True):
+        asked.clear()
+        out = vsrife.RIFE(counted, sc=sc, **MODEL)
+        out.get_frame(4)  # t = 0: source frame 2 itself
+        assert asked == [2], sc
+
+
+def on_twos(core, frames):
+    """Real footage drawn on twos: every second frame holds the one before it."""
+    return clip_from(core, [frames[j - j % 2] for j in range(len(frames))])
+
+
+def test_dedup_puts_motion_on_held_frames(core, bikes12, weights_40):
+    clip = on_twos(core, bikes12)
+    out = vsrife.RIFE(clip, multi=1, dedup=True, **MODEL)
+    assert out.num_frames == 12 and out.fps == clip.fps
+    engine = vsrife.Interpolator("4.0", dtype=torch.float32)
+    held = out.get_frame(3)  # was a copy of frame 2; now halfway from drawing 2 to drawing 4
+    assert held.props["RIFE_Timestep"] == 0.5
+    expected = engine.interpolate(bikes12[2], bikes12[4], 0.5)[0].numpy().ravel()
+    assert np.abs(planes(held) - expected).max() < 1e-5
+    assert np.array_equal(planes(out.get_frame(4)), planes(clip.get_frame(4)))  # a drawing: untouched
+    # at 2x, the slots between drawings 2 and 4 step by a quarter
+    doubled = vsrife.RIFE(clip, multi=2, dedup=True, **MODEL)
+    assert [doubled.get_frame(k).props.get("RIFE_Timestep", 0.0) for k in range(4, 9)] == [0, 0.25, 0.5, 0.75, 0]
+    plain = vsrife.RIFE(clip, multi=2, **MODEL)
+    assert plain.get_frame(6).props.get("RIFE_Timestep") is None  # without dedup the hold stays
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_dedup_is_thread_safe(core, bikes12, weights_40, threads):
+    core.num_threads = threads
+    clip = on_twos(core, bikes12)
+    sequential = [planes(f) for f in vsrife.RIFE(clip, multi=2, dedup=True, **MODEL).frames()]
+    again = vsrife.RIFE(clip, multi=2, dedup=True, **MODEL)
+    order = list(range(again.num_frames))[::-1]
+    with ThreadPoolExecutor(8) as pool:
+        shuffled = dict(zip(order, pool.map(lambda k: planes(again.get_frame(k)), order)))
+    for k in range(again.num_frames):
+        assert np.array_equal(sequential[k], shuffled[k]), k
+
+
+def test_dedup_arguments_are_checked(core, bikes12, weights_40):
+    clip = clip_from(core, bikes12)
+    with pytest.raises(vs.Error, match="dedup_threshold must lie between 0 and 1"):
+        vsrife.RIFE(clip, dedup=True, dedup_threshold=2.0, **MODEL)
+    with pytest.raises(vs.Error, match="1 with dedup=True"):
+        vsrife.RIFE(clip, multi=1, **MODEL)

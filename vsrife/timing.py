@@ -140,6 +140,7 @@ def plan_slot(
     *,
     cut: Callable[[int], bool] | None = None,
     hold: Callable[[int], bool] | None = None,
+    same: Callable[[int], bool] | None = None,
     max_hold: int = MAX_HOLD,
 ) -> FramePlan:
     """The plan for an output slot at ``position`` on the source's time axis.
@@ -155,6 +156,9 @@ def plan_slot(
         hold: ``hold(j)``: frame j shows the same drawing as frame j - 1 (``dedup``). A slot between the
             first frames a and b of two drawings is the interpolation at (position - at(a)) / (at(b) -
             at(a)); runs of more than ``max_hold`` frames are stills and are left as they are.
+        same: ``same(j)``: frame j is identical to frame j - 1. A slot between two identical frames is that
+            frame, untouched: nothing can move between them, and a network's output would only differ
+            from both by its rounding.
 
     Slots after the last source frame repeat it.
     """
@@ -174,6 +178,8 @@ def plan_slot(
         return FramePlan(i, i + 1, t, i)
     if cut is not None and cut(i + 1):
         return FramePlan(i, i + 1, t, i if t < Fraction(1, 2) else i + 1)
+    if same is not None and same(i + 1):
+        return FramePlan(i, i + 1, t, i)
     return FramePlan(i, i + 1, t, None)
 
 
@@ -184,12 +190,14 @@ def plan_frame(
     *,
     cut: Callable[[int], bool] | None = None,
     hold: Callable[[int], bool] | None = None,
+    same: Callable[[int], bool] | None = None,
     max_hold: int = MAX_HOLD,
 ) -> FramePlan:
     """The plan for output frame ``k`` of a clip placed by frame index: the slot at source position k / m
-    (see :func:`plan_slot` for ``cut`` and ``hold``). Exact at any k and any rate pair."""
+    (see :func:`plan_slot` for ``cut``, ``hold`` and ``same``). Exact at any k and any rate pair."""
     i, _ = frame_position(k, multi)
-    return plan_slot(Fraction(k) / multi, i, source_frames, Fraction, cut=cut, hold=hold, max_hold=max_hold)
+    return plan_slot(Fraction(k) / multi, i, source_frames, Fraction, cut=cut, hold=hold, same=same,
+                     max_hold=max_hold)  # fmt: skip
 
 
 def slot_duration(k: int, multi: Fraction, source_frames: int, duration: Callable[[int], Fraction]) -> Fraction:
@@ -244,6 +252,7 @@ class SlotPlanner:
         self.times: dict[int, Fraction] = {}
         self.cut_before: dict[int, bool] = {}
         self.held: dict[int, bool] = {}
+        self.identical: dict[int, bool] = {}
         self.count = 0  # frames pushed
         self.k = 0  # next slot to plan
         self.i = 0  # source frame at or before slot k
@@ -258,15 +267,17 @@ class SlotPlanner:
         """The first source frame a slot still to come may show or interpolate from."""
         return max(0, self.i - self.max_hold) if self.holds else self.i
 
-    def push(self, time: Fraction, *, cut: bool = False, hold: bool = False) -> list[tuple[int, FramePlan]]:
+    def push(self, time: Fraction, *, cut: bool = False, hold: bool = False, same: bool = False
+             ) -> list[tuple[int, FramePlan]]:  # fmt: skip
         """Add the next source frame: its presentation time (after the previous frame's), whether a scene
-        cut lies before it, and whether it holds the previous frame's drawing."""
+        cut lies before it, whether it holds the previous frame's drawing, and whether it is identical to
+        the previous frame."""
         j = self.count
         if j and time <= self.times[j - 1]:
             raise ValueError(f"source frame {j} is not later than the one before it ({time} <= {self.times[j - 1]})")
         if self.start is None:
             self.start = time
-        self.times[j], self.cut_before[j], self.held[j] = time, cut, hold
+        self.times[j], self.cut_before[j], self.held[j], self.identical[j] = time, cut, hold, same
         self.count += 1
         return self._ready()
 
@@ -290,10 +301,11 @@ class SlotPlanner:
             count = self.count if self.total is not None else self.count + 1  # +1: more frames may follow
             plan = plan_slot(time, self.i, count, self.times.__getitem__,
                              cut=self.cut_before.__getitem__ if self.cuts else None,
-                             hold=self.held.__getitem__ if self.holds else None, max_hold=self.max_hold)  # fmt: skip
+                             hold=self.held.__getitem__ if self.holds else None, same=self.identical.__getitem__,
+                             max_hold=self.max_hold)  # fmt: skip
             ready.append((self.k, plan))
             self.k += 1
-        for table in (self.times, self.cut_before, self.held):
+        for table in (self.times, self.cut_before, self.held, self.identical):
             for j in [j for j in table if j < self.oldest_needed - 1]:
                 del table[j]
         return ready

@@ -1,12 +1,13 @@
-"""The VapourSynth filter ``vsrife.RIFE``: thin glue over the engine and the timing code.
+"""The VapourSynth filter ``vsrife.RIFE``: thin glue over the engine and the frame planner.
 
-The output is built from plain VapourSynth nodes so that a frame is only computed when asked for:
+Every output frame is decided by :func:`vsrife.timing.plan_frame`, the planner ``vsrife video`` shares:
+``FrameEval`` over a template of the output's length returns, per frame, either the untouched source
+frame or the node that interpolates. The graph has the same few nodes at any pair of rates (no
+``Interleave`` by the ratio's numerator), and frame 10**6 costs what frame 1 does.
 
-- ``left``/``right``: the input mapped so that output frame k shows source frames i = floor(k / m) and
-  i + 1 (``Interleave`` m's numerator times, then keep every denominator-th frame);
-- ``interpolated``: ``ModifyFrame`` over the RGB versions of ``left``/``right`` runs the network;
-- the result: ``FrameEval`` picks, per output frame, the untouched ``left`` frame (t = 0), the nearer
-  source frame across a scene cut, or the interpolated frame. Source frames are never converted.
+Source frames, their RGB versions and their scene/hold signatures are fetched on demand with
+``get_frame`` from inside the callbacks (the core lends the pool another thread while one waits). No lock
+is ever held while a frame is fetched, so waiting threads cannot starve the pool.
 """
 
 from __future__ import annotations
@@ -14,15 +15,29 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
 from .catalogue import get_release
 from .engine import SCALES, Frame, Interpolator, parse_device
-from .timing import SCENE_THRESHOLD, as_fraction, frame_position, luma_thumbnail, rate_factor, scene_difference
+from .timing import (
+    HOLD_THRESHOLD,
+    SCENE_THRESHOLD,
+    FramePlan,
+    as_fraction,
+    hold_difference,
+    hold_luma,
+    luma_thumbnail,
+    output_count,
+    plan_frame,
+    rate_factor,
+    scene_difference,
+    slot_duration,
+)
 from .weights import WeightsError
 
 if TYPE_CHECKING:
@@ -32,6 +47,11 @@ __all__ = ["RIFE"]
 
 _NAME = "vsrife.RIFE"
 _CACHE = 8  # prepared source frames kept per filter instance (a window around the frames asked for)
+_SIGNATURES = 32  # scene/hold signatures kept: enough for the planner's look-around at any rate
+_PLANS = 64  # decided output frames kept (the chooser and the interpolator both ask for each)
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def _error(message: str) -> Exception:
@@ -58,7 +78,7 @@ def _check_clip(clip: Any) -> None:
         raise _error("the clip needs at least 2 frames")
 
 
-def _multiplier(clip: "vs.VideoNode", multi: Any, fps_num: int | None, fps_den: int | None) -> Fraction:
+def _multiplier(clip: "vs.VideoNode", multi: Any, fps_num: int | None, fps_den: int | None, dedup: bool) -> Fraction:
     if (fps_num is None) != (fps_den is None):
         raise _error("give both fps_num and fps_den, or neither")
     if fps_num is not None:
@@ -67,37 +87,50 @@ def _multiplier(clip: "vs.VideoNode", multi: Any, fps_num: int | None, fps_den: 
         if clip.fps == 0:
             raise _error("the clip has no constant frame rate (fps 0/1), so a target fps cannot be met; "
                          "use multi to split each frame's own duration, or AssumeFPS first")  # fmt: skip
+        source, target = Fraction(clip.fps.numerator, clip.fps.denominator), Fraction(fps_num, fps_den)
+        if dedup and target == source:
+            return Fraction(1)
         try:
-            return rate_factor(Fraction(clip.fps.numerator, clip.fps.denominator), Fraction(fps_num, fps_den))
+            return rate_factor(source, target)
         except ValueError as e:
             raise _error(str(e)) from e
     if isinstance(multi, bool) or not isinstance(multi, (int, Fraction)):
         raise _error(f"multi must be an int or a fractions.Fraction, not {type(multi).__name__}")
     m = as_fraction(multi)
-    if m <= 1 or (isinstance(multi, int) and multi < 2):
-        raise _error(f"multi must be at least 2 (or a Fraction above 1), not {multi}")
+    if dedup and m == 1:
+        return m  # the source rate, with held drawings replaced by motion
+    if m <= 1:
+        raise _error(f"multi must be at least 2 (or a Fraction above 1; 1 with dedup=True), not {multi}")
     return m
 
 
-def _matrix(clip: "vs.VideoNode") -> int:
-    """The YUV matrix: the first frame's ``_Matrix`` where it names one, else BT.709 for HD sizes and
-    BT.601 (470BG) below, as players assume."""
-    value = clip.get_frame(0).props.get("_Matrix", 2)
-    if value not in (0, 2, 3):  # RGB, unspecified, reserved
-        return int(value)
-    return 1 if clip.height >= 720 or clip.width >= 1280 else 5
+def _colour(clip: "vs.VideoNode") -> tuple[dict[str, int], dict[str, int]]:
+    """Keyword arguments of ``resize`` into RGB and back to the clip's format, from its first frame.
 
-
-def _map(clip: "vs.VideoNode", m: Fraction, shift: int) -> "vs.VideoNode":
-    """Frame k of the result is source frame floor(k / m) + shift (the last frame where that runs out)."""
+    The matrix is the frame's ``_Matrix`` where it names one, else BT.709 for HD sizes and BT.601 below, as
+    players assume. Range, chroma siting, transfer and primaries are kept as tagged, so interpolated
+    frames come back in exactly the colour the source frames around them have.
+    """
     import vapoursynth as vs
 
-    core = vs.core
-    if shift:
-        clip = clip[shift:] + clip[-1] * shift
-    if m.numerator > 1:
-        clip = core.std.Interleave([clip] * m.numerator)
-    return clip[:: m.denominator] if m.denominator > 1 else clip
+    props = clip.get_frame(0).props
+    fmt = clip.format
+    to_rgb: dict[str, int] = {"format": vs.RGBS}
+    back: dict[str, int] = {"format": fmt.id}
+    if fmt.color_family == vs.YUV:
+        matrix = int(props.get("_Matrix", 2))
+        if matrix in (0, 2, 3):  # RGB, unspecified, reserved
+            matrix = 1 if clip.height >= 720 or clip.width >= 1280 else 5
+        to_rgb["matrix_in"] = back["matrix"] = matrix
+        if "_ChromaLocation" in props:
+            to_rgb["chromaloc_in"] = back["chromaloc"] = int(props["_ChromaLocation"])
+    if "_ColorRange" in props:  # the property says 0 = full, resize's argument 0 = limited
+        to_rgb["range_in"] = back["range"] = 1 - int(props["_ColorRange"])
+    for name, prop in (("transfer", "_Transfer"), ("primaries", "_Primaries")):
+        value = int(props.get(prop, 2))
+        if value not in (0, 2, 3):  # tagged: converted to itself, so only the tag travels
+            to_rgb[f"{name}_in"] = to_rgb[name] = back[f"{name}_in"] = back[name] = value
+    return to_rgb, back
 
 
 def _to_tensor(frame: "vs.VideoFrame") -> torch.Tensor:
@@ -111,25 +144,76 @@ def _write(tensor: torch.Tensor, frame: "vs.VideoFrame") -> None:
         np.copyto(np.asarray(frame[p]), data[p], casting="unsafe")
 
 
+class _Bounded(Generic[K, V]):
+    """A small thread-safe LRU map. ``get`` computes a missing value outside the lock, so a computation
+    that fetches frames never blocks other threads; two threads may then compute the same value once each."""
+
+    def __init__(self, size: int, compute: Callable[[K], V]) -> None:
+        self.size, self.compute = size, compute
+        self.items: OrderedDict[K, V] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: K) -> V:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = self.compute(key)
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
 class _Source:
-    """Prepared source frames and their scene thumbnails, bounded, safe across VapourSynth's threads."""
+    """What the planner and the network need of each source frame, fetched on demand and kept bounded:
+    prepared frames for the network, scene thumbnails and hold signatures, cut and hold decisions."""
 
-    def __init__(self, interpolator: Interpolator) -> None:
+    def __init__(self, interpolator: Interpolator, clip: "vs.VideoNode", rgb: "vs.VideoNode", *,
+                 sc_threshold: float, hold_threshold: float) -> None:  # fmt: skip
         self.interpolator = interpolator
-        self.frames: OrderedDict[int, tuple[Frame, torch.Tensor]] = OrderedDict()
-        self.lock = threading.Lock()  # one network call at a time; VapourSynth threads queue here
+        self.clip, self.rgb = clip, rgb
+        self.sc_threshold, self.hold_threshold = sc_threshold, hold_threshold
+        self.network = threading.Lock()  # one network call at a time; VapourSynth threads queue here
+        self.frames: _Bounded[int, Frame] = _Bounded(_CACHE, self._prepare)
+        self.signatures: _Bounded[int, tuple[torch.Tensor, torch.Tensor]] = _Bounded(_SIGNATURES, self._signature)
 
-    def get(self, index: int, frame: "vs.VideoFrame") -> tuple[Frame, torch.Tensor]:
-        hit = self.frames.get(index)
-        if hit is not None:
-            self.frames.move_to_end(index)
-            return hit
-        rgb = _to_tensor(frame)
-        entry = (self.interpolator.prepare(rgb), luma_thumbnail(rgb))
-        self.frames[index] = entry
-        while len(self.frames) > _CACHE:
-            self.frames.popitem(last=False)
-        return entry
+    def tensor(self, index: int) -> torch.Tensor:
+        return _to_tensor(self.rgb.get_frame(index))
+
+    def _prepare(self, index: int) -> Frame:
+        image = self.tensor(index)  # fetched before the lock is taken
+        with self.network:
+            return self.interpolator.prepare(image)
+
+    def _signature(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.tensor(index)
+        return luma_thumbnail(image), hold_luma(image)
+
+    def cut(self, j: int) -> bool:
+        """A scene cut between source frames j - 1 and j: marked upstream, or measured."""
+        if self.clip.get_frame(j - 1).props.get("_SceneChangeNext") or self.clip.get_frame(j).props.get(
+            "_SceneChangePrev"
+        ):
+            return True
+        a, b = self.signatures.get(j - 1)[0], self.signatures.get(j)[0]
+        return scene_difference(a, b) > self.sc_threshold
+
+    def same(self, j: int) -> bool:
+        """Source frames j - 1 and j are identical, pixel for pixel."""
+        a, b = self.clip.get_frame(j - 1), self.clip.get_frame(j)
+        return all(np.array_equal(np.asarray(a[p]), np.asarray(b[p])) for p in range(a.format.num_planes))
+
+    def hold(self, j: int) -> bool:
+        """Source frame j shows the drawing of frame j - 1."""
+        a, b = self.signatures.get(j - 1)[1], self.signatures.get(j)[1]
+        return hold_difference(a, b) < self.hold_threshold
+
+    def interpolate(self, plan: FramePlan) -> torch.Tensor:
+        a, b = self.frames.get(plan.left), self.frames.get(plan.right)
+        with self.network:
+            return self.interpolator.interpolate(a, b, float(plan.timestep))
 
 
 def RIFE(  # noqa: N802 - the name users already type
@@ -145,6 +229,8 @@ def RIFE(  # noqa: N802 - the name users already type
     fps_den: int | None = None,
     sc: bool = True,
     sc_threshold: float = SCENE_THRESHOLD,
+    dedup: bool = False,
+    dedup_threshold: float = HOLD_THRESHOLD,
     device: str | torch.device | None = None,
     auto_download: bool = True,
 ) -> "vs.VideoNode":
@@ -153,10 +239,11 @@ def RIFE(  # noqa: N802 - the name users already type
     Args:
         clip: RGBS or RGBH natively; any other constant RGB or YUV format (8-16 bit integer or float) is
             converted to RGBS for the network (matrix from the first frame's ``_Matrix``, else BT.709 for HD
-            sizes and BT.601 below; Bicubic chroma) and interpolated frames back to the input format; source
-            frames pass through unconverted. Gray, variable format or size: refused.
+            sizes and BT.601 below; range, chroma siting, transfer and primaries as the first frame is
+            tagged; Bicubic chroma) and interpolated frames back to the input format with the same tags;
+            source frames pass through unconverted. Gray, variable format or size: refused.
         multi: frame-rate multiplier: an int >= 2 or a ``fractions.Fraction`` > 1 (``Fraction(5, 2)``
-            turns 24 fps into 60). Output frame k sits at source position k / multi.
+            turns 24 fps into 60); 1 with ``dedup``. Output frame k sits at source position k / multi.
         scale: flow resolution factor, 0.25, 0.5, 1, 2 or 4 (0.5 suits 4K). Default 1.
         fp16: reduced precision: half on GPU, bfloat16 on CPU. Implied by RGBH input. Default False
             (float32).
@@ -168,19 +255,26 @@ def RIFE(  # noqa: N802 - the name users already type
             blend. Cuts are detected (mean absolute difference of 1/8-size luma above ``sc_threshold``)
             and taken from ``_SceneChangeNext``/``_SceneChangePrev`` set earlier in the script.
         sc_threshold: the cut threshold in [0, 1]; default 0.13 (see README, Timing).
+        dedup: animation drawn on twos or threes: a frame that repeats the one before (fewer than
+            ``dedup_threshold`` of its half-size luma pixels changed by more than 6/255) is a held
+            drawing, and slots are placed on the motion between distinct drawings; runs of more than 4
+            frames are stills and stay still. Looks at most 5 source frames ahead.
+        dedup_threshold: the hold threshold in [0, 1]; default 0.003 (see README, Timing).
         device: torch device, default CUDA, else another accelerator, else CPU.
         auto_download: fetch missing catalogue weights into the cache.
 
     Returns:
         The clip at fps x multi with ceil(N x multi) frames (same duration). Interpolated frames carry the
-        left source frame's properties plus ``RIFE_Timestep``; source frames pass through untouched apart
-        from their duration properties.
+        left source frame's properties plus ``RIFE_Timestep`` and ``RIFE_Model``; source frames pass
+        through untouched apart from their duration properties. Variable-frame-rate clips (fps 0): every
+        source frame's duration is split among the output frames that cover it, so the durations add up
+        to the source's.
     """
     import vapoursynth as vs
 
     core = vs.core
     _check_clip(clip)
-    m = _multiplier(clip, multi, fps_num, fps_den)
+    m = _multiplier(clip, multi, fps_num, fps_den, dedup)
     try:
         release = get_release(model)
     except ValueError as e:
@@ -191,6 +285,8 @@ def RIFE(  # noqa: N802 - the name users already type
         raise _error(f"model {release.name} has no tta path; use tta=False or a model up to 4.20")
     if not 0 <= sc_threshold <= 1:
         raise _error("sc_threshold must lie between 0 and 1")
+    if not 0 <= dedup_threshold <= 1:
+        raise _error("dedup_threshold must lie between 0 and 1")
     try:
         dev = parse_device(device)
     except ValueError as e:
@@ -205,64 +301,63 @@ def RIFE(  # noqa: N802 - the name users already type
         raise _error(str(e)) from e
 
     if fmt.color_family == vs.RGB and fmt.sample_type == vs.FLOAT:
-        rgb, interpolated_format = clip, None
-    elif fmt.color_family == vs.RGB:
-        rgb, interpolated_format = core.resize.Point(clip, format=vs.RGBS), {"format": fmt.id}
+        rgb, back = clip, None
     else:
-        matrix = _matrix(clip)
-        rgb = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in=matrix)
-        interpolated_format = {"format": fmt.id, "matrix": matrix}
-    source = _Source(interpolator)
-    left, right = _map(clip, m, 0), _map(clip, m, 1)
-    rgb_left, rgb_right = _map(rgb, m, 0), _map(rgb, m, 1)
+        to_rgb, back = _colour(clip)
+        rgb = (core.resize.Point if fmt.color_family == vs.RGB else core.resize.Bicubic)(clip, **to_rgb)
     n_src = clip.num_frames
+    count = output_count(n_src, m)
+    source = _Source(interpolator, clip, rgb, sc_threshold=sc_threshold, hold_threshold=dedup_threshold)
+    cut = source.cut if sc else None
+    hold = source.hold if dedup else None
+    plans: _Bounded[int, FramePlan] = _Bounded(_PLANS, lambda n: plan_frame(n, m, n_src, cut=cut, hold=hold, same=source.same))
 
-    def is_cut(i: int, fl: "vs.VideoFrame", fr: "vs.VideoFrame") -> bool:
-        if not sc:
-            return False
-        if fl.props.get("_SceneChangeNext") or fr.props.get("_SceneChangePrev"):
-            return True
-        with source.lock:
-            a = source.get(i, fl)[1]
-            b = source.get(i + 1, fr)[1]
-        return scene_difference(a, b) > sc_threshold
-
-    def interpolate(n: int, f: list["vs.VideoFrame"]) -> "vs.VideoFrame":
-        i, t = frame_position(n, m)
-        out = f[0].copy()
-        if t == 0 or i >= n_src - 1:
-            return out
+    def interpolate(n: int, f: "vs.VideoFrame") -> "vs.VideoFrame":
+        plan = plans.get(n)
         try:
-            with source.lock:
-                a = source.get(i, f[0])[0]
-                b = source.get(i + 1, f[1])[0]
-                result = interpolator.interpolate(a, b, float(t))
+            result = source.interpolate(plan)
         except torch.OutOfMemoryError as e:
             raise _error(f"out of memory at frame {n}; try scale=0.5, fp16=True or a smaller model") from e
+        out = rgb.get_frame(plan.left).copy()  # the left source frame's properties
         _write(result, out)
         props = out.props
-        props["RIFE_Timestep"] = float(t)
+        props["RIFE_Timestep"] = float(plan.timestep)
         props["RIFE_Model"] = release.name
         for stale in ("_SceneChangeNext", "_SceneChangePrev", "_PictType"):
             props.pop(stale, None)
         return out
 
-    interpolated = core.std.ModifyFrame(rgb_left, [rgb_left, rgb_right], interpolate)
-    if interpolated_format is not None:
-        interpolated = core.resize.Bicubic(interpolated, **interpolated_format)
+    template_rgb = core.std.BlankClip(rgb, length=count, keep=True)
+    interpolated = core.std.ModifyFrame(template_rgb, template_rgb, interpolate)
+    if back is not None:
+        interpolated = (core.resize.Point if fmt.color_family == vs.RGB else core.resize.Bicubic)(interpolated, **back)
+    passthrough: _Bounded[int, vs.VideoNode] = _Bounded(_CACHE, lambda j: clip[j])  # FrameEval clamps n to it
 
-    def choose(n: int, f: list["vs.VideoFrame"]) -> "vs.VideoNode":
-        i, t = frame_position(n, m)
-        if t == 0 or i >= n_src - 1:
-            return left
-        if is_cut(i, f[0], f[1]):
-            return left if t < Fraction(1, 2) else right
-        return interpolated
+    def choose(n: int) -> "vs.VideoNode":
+        plan = plans.get(n)
+        return interpolated if plan.source is None else passthrough.get(plan.source)
 
-    out = core.std.FrameEval(left, choose, prop_src=[rgb_left, rgb_right])
     if clip.fps == 0:
-        # Variable frame rate: Interleave divides each frame's _Duration by m's numerator and taking every
-        # denominator-th frame multiplies it back, so every output frame already lasts its source's / m.
-        return out
+        out = core.std.FrameEval(core.std.BlankClip(clip, length=count, keep=True), choose)
+        return core.std.ModifyFrame(out, out, lambda n, f: _vfr_duration(n, f, m, clip))
     rate = Fraction(clip.fps.numerator, clip.fps.denominator) * m
+    template = core.std.BlankClip(clip, length=count, fpsnum=rate.numerator, fpsden=rate.denominator, keep=True)
+    out = core.std.FrameEval(template, choose)
     return core.std.SetFrameProps(out, _DurationNum=rate.denominator, _DurationDen=rate.numerator)
+
+
+def _vfr_duration(n: int, f: "vs.VideoFrame", m: Fraction, clip: "vs.VideoNode") -> "vs.VideoFrame":
+    """Output frame n of a variable-frame-rate clip lasts the source time its slot covers."""
+
+    def duration(j: int) -> Fraction:
+        props = clip.get_frame(j).props
+        try:
+            return Fraction(int(props["_DurationNum"]), int(props["_DurationDen"]))
+        except (KeyError, ZeroDivisionError) as e:
+            raise _error(f"source frame {j} of a variable-frame-rate clip has no _DurationNum/_DurationDen; "
+                         "set them, or AssumeFPS first") from e  # fmt: skip
+
+    d = slot_duration(n, m, clip.num_frames, duration)
+    out = f.copy()
+    out.props["_DurationNum"], out.props["_DurationDen"] = d.numerator, d.denominator
+    return out
