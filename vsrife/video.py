@@ -168,27 +168,53 @@ def interpolate_video(
     av = _av()
     source, output = Path(source), Path(output)
     check_paths(source, output, overwrite=job.overwrite)
-    try:
-        inp = av.open(str(source))
-    except (av.error.FFmpegError, OSError) as e:
-        raise VideoError(f"cannot read {source}: {e}") from e
     tmp = _temp_path(output)
     try:
-        with inp:
-            if not inp.streams.video:
-                raise VideoError(f"{source} has no video stream")
-            result = _run(av, inp, tmp, interpolator, job, on_frame)
+        with _open_input(av, source) as inp:
+            plan = _plan(av, inp, job)
+            out = _open_output(av, tmp, inp, plan, job)
+            pipeline = _Pipeline(inp, out, plan, on_frame)
+            placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan.multi,
+                                                                      _RGB(av, plan)))  # fmt: skip
         os.replace(tmp, output)
-        return VideoResult(output, *result)
+        return VideoResult(output, placed.source_frames, pipeline.emitted, placed.interpolated, placed.cuts, plan.rate)
     except OSError as e:
         raise VideoError(f"writing {output} failed ({e}); nothing was written under that name") from e
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple:
+def _open_input(av, source: Path):
+    """The source, opened for decoding; VideoError unless it has a video stream."""
+    try:
+        inp = av.open(str(source))
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"cannot read {source}: {e}") from e
+    if not inp.streams.video:
+        inp.close()
+        raise VideoError(f"{source} has no video stream")
+    return inp
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a job does to its input, decided before any frame is decoded."""
+
+    multi: Fraction  # output frames per source frame
+    rate: Fraction  # output frame rate
+    start: int  # timestamp of output frame 0, in 1 / rate
+    width: int
+    height: int
+    pix_fmt: str  # what the encoder is given
+    options: dict[str, str]  # the encoder's
+    colour: dict[str, int]  # the source's primaries, transfer, matrix and range, as FFmpeg numbers
+    matrix: str  # YUV <-> RGB matrix, swscale's name
+    colour_range: str  # swscale's name of the source's range
+    deep: bool  # more than 8 bits per sample: the network sees 16-bit RGB
+
+
+def _plan(av, inp, job: VideoJob) -> _Plan:
     vin = inp.streams.video[0]
-    vin.thread_type = "AUTO"
     src_rate = Fraction(vin.average_rate) if vin.average_rate else Fraction(0)
     if job.fps is not None:
         try:
@@ -199,28 +225,48 @@ def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple
         multi = job.multi or Fraction(2)
         if src_rate <= 0:
             raise VideoError("the input has no constant frame rate; vsrife video needs one")
-    out_rate = src_rate * multi
+    rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
-    matrix = _matrix(colour, cc.width, cc.height)
-    src_range = _RANGE.get(colour["color_range"], "MPEG")
-    deep = any(d in (cc.pix_fmt or "") for d in _HIGH_DEPTH)
-    rgb_fmt = "rgb48le" if deep else "rgb24"
-
-    out = av.open(str(tmp), "w", format=None)
-    vout = out.add_stream(job.codec, rate=out_rate)
-    vout.width, vout.height = cc.width, cc.height
-    vout.pix_fmt = _out_pix_fmt(av, job.codec, cc.pix_fmt, job.pix_fmt)
-    frame_tb = Fraction(1) / out_rate  # the muxer may change the stream's time base later; frames keep this
-    vout.time_base = frame_tb
     options = dict(job.encoder_options)
     rate_control = {"qp", "crf", "b", "lossless"} & set(options)
     if job.crf is not None and not rate_control and job.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1"):
         options.setdefault("crf", str(job.crf))
     if job.preset and job.codec in ("libx264", "libx265"):
         options.setdefault("preset", job.preset)
-    vout.options = options
-    for name, value in colour.items():
+    return _Plan(
+        multi=multi,
+        rate=rate,
+        start=round(vin.start_time * vin.time_base * rate) if vin.start_time else 0,
+        width=cc.width,
+        height=cc.height,
+        pix_fmt=_out_pix_fmt(av, job.codec, cc.pix_fmt, job.pix_fmt),
+        options=options,
+        colour=colour,
+        matrix=_matrix(colour, cc.width, cc.height),
+        colour_range=_RANGE.get(colour["color_range"], "MPEG"),
+        deep=any(d in (cc.pix_fmt or "") for d in _HIGH_DEPTH),
+    )
+
+
+@dataclass
+class _Output:
+    """The output container with its video stream and the input streams copied into it."""
+
+    container: object
+    video: object
+    copied: dict  # input stream index -> output stream, for packets copied as they are
+
+
+def _open_output(av, target: Path, inp, plan: _Plan, job: VideoJob) -> _Output:
+    out = av.open(str(target), "w", format=None)
+    vin = inp.streams.video[0]
+    vout = out.add_stream(job.codec, rate=plan.rate)
+    vout.width, vout.height = plan.width, plan.height
+    vout.pix_fmt = plan.pix_fmt
+    vout.time_base = Fraction(1) / plan.rate  # the muxer may change the stream's time base later
+    vout.options = dict(plan.options)
+    for name, value in plan.colour.items():
         if value and hasattr(vout.codec_context, name):
             setattr(vout.codec_context, name, value)
     if vin.sample_aspect_ratio:
@@ -232,39 +278,170 @@ def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple
                 copied[s.index] = out.add_stream_from_template(s)
             except (ValueError, av.error.FFmpegError) as e:
                 log.warning("stream %d (%s) cannot be copied into this container: %s", s.index, s.type, e)
-    start = round(vin.start_time * vin.time_base * out_rate) if vin.start_time else 0
+    return _Output(out, vout, copied)
 
-    stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(_QUEUE)
-    encoded: queue.Queue = queue.Queue(_QUEUE)
-    errors: list[BaseException] = []
 
-    def decode() -> None:
+class _RGB:
+    """Conversions between the stream's frames and the network's RGB tensors (N x 3 x H x W in [0, 1])."""
+
+    def __init__(self, av, plan: _Plan):
+        self._av = av
+        self._plan = plan
+        self._format = "rgb48le" if plan.deep else "rgb24"
+        self._scale = 65535.0 if plan.deep else 255.0
+
+    def to_tensor(self, frame) -> torch.Tensor:
+        arr = frame.reformat(format=self._format, src_colorspace=self._plan.matrix,
+                             src_color_range=self._plan.colour_range).to_ndarray()  # fmt: skip
+        return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(self._scale)
+
+    def to_frame(self, rgb: torch.Tensor):
+        arr = rgb[0].permute(1, 2, 0).mul(self._scale).round_().clamp_(0, self._scale).cpu().numpy()
+        arr = arr.astype(np.uint16 if self._plan.deep else np.uint8)
+        frame = self._av.VideoFrame.from_ndarray(arr, format=self._format)
+        return frame.reformat(format=self._plan.pix_fmt, dst_colorspace=self._plan.matrix,
+                              dst_color_range=self._plan.colour_range)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Placed:
+    source_frames: int
+    interpolated: int
+    cuts: int
+
+
+def _place_frames(frames, emit, it: Interpolator, job: VideoJob, multi: Fraction, rgb: _RGB) -> _Placed:
+    """Decide and make every output frame: source frames pass through, the slots between them are
+    interpolated (or, across a scene cut, show the nearer source frame), the tail repeats the last frame.
+
+    ``frames`` yields the decoded source frames in order; ``emit(frame, k)`` hands output frame ``k``
+    to the encoder. The frame placement itself comes from :mod:`vsrife.timing`.
+    """
+    counts = {"interp": 0, "cuts": 0, "src": 0}
+    prev = None  # (index, decoded frame, prepared Frame, thumbnail)
+    k = 0
+    for item in frames:
+        i = counts["src"]
+        counts["src"] += 1
+        cur_rgb = rgb.to_tensor(item)
+        cur = (i, item, it.prepare(cur_rgb), luma_thumbnail(cur_rgb) if job.scene_detection else None)
+        if prev is not None:
+            cut = job.scene_detection and scene_difference(prev[3], cur[3]) > job.scene_threshold
+            counts["cuts"] += cut
+            # every output slot that lies in [prev, cur)
+            while (k * multi.denominator) < i * multi.numerator:
+                plan = plan_frame(k, multi, i + 1, cut_after=cut)
+                if plan.source is not None:
+                    emit(_copy(rgb._av, prev[1] if plan.source == prev[0] else item), k)
+                else:
+                    out_rgb = it.interpolate(prev[2], cur[2], float(plan.timestep))
+                    emit(rgb.to_frame(out_rgb), k)
+                    counts["interp"] += 1
+                k += 1
+        prev = cur
+    if prev is None:
+        raise VideoError("the input's video stream has no frames")
+    n = counts["src"]
+    while k < output_count(n, multi):  # slots at and after the last source frame repeat it
+        emit(_copy(rgb._av, prev[1]), k)
+        k += 1
+    return _Placed(counts["src"], counts["interp"], counts["cuts"])
+
+
+class _Pipeline:
+    """Decoding and encoding in two threads around the caller's placement loop, joined by bounded queues.
+
+    The decoder feeds source frames to the placement loop and copied packets to the encoder; the encoder
+    muxes both. A failure anywhere sets ``stop``; the other threads give up at their next queue operation.
+    """
+
+    def __init__(self, inp, out: _Output, plan: _Plan, on_frame: Callable[[int], None] | None):
+        self._inp, self._out, self._plan, self._on_frame = inp, out, plan, on_frame
+        self._frame_tb = Fraction(1) / plan.rate
+        self._stop = threading.Event()
+        self._decoded: queue.Queue = queue.Queue(_QUEUE)
+        self._encoded: queue.Queue = queue.Queue(_QUEUE)
+        self._errors: list[BaseException] = []
+        self.emitted = 0
+
+    def run(self, place: Callable) -> _Placed:
+        """``place(frames, emit)`` with the decoded frames; encode what it emits; close the output."""
+        workers = [threading.Thread(target=self._decode, daemon=True),
+                   threading.Thread(target=self._encode, daemon=True)]  # fmt: skip
+        for w in workers:
+            w.start()
+        placed = None
+        try:
+            placed = place(self._frames(), self._emit)
+            if self._errors:
+                raise self._errors[0]
+        except _Stop:  # a worker failed: its error is raised below
+            pass
+        except BaseException:
+            self._stop.set()
+            raise
+        finally:
+            try:
+                _put(self._encoded, None, self._stop)
+            except _Stop:
+                pass
+            for w in workers:
+                w.join()
+            self._out.container.close()
+        if self._errors:
+            e = self._errors[0]
+            if isinstance(e, OSError):
+                raise e
+            raise VideoError(f"encoding failed: {e}") from e
+        return placed
+
+    def _frames(self):
+        while True:
+            item = self._decoded.get()
+            if item is None:
+                if self._errors:
+                    raise self._errors[0]
+                return
+            yield item
+
+    def _emit(self, frame, k: int) -> None:
+        frame.pts = self._plan.start + k
+        frame.time_base = self._frame_tb
+        _put(self._encoded, ("frame", frame), self._stop)
+        self.emitted += 1
+        if self._on_frame:
+            self._on_frame(1)
+
+    def _decode(self) -> None:
+        inp, copied, stop = self._inp, self._out.copied, self._stop
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
         try:
             for packet in inp.demux(vin, *(inp.streams[i] for i in copied)):
                 if packet.stream.index in copied:
                     if packet.dts is not None:
-                        _put(encoded, ("packet", packet), stop)
+                        _put(self._encoded, ("packet", packet), stop)
                     continue
                 for frame in packet.decode():
-                    _put(decoded, frame, stop)
+                    _put(self._decoded, frame, stop)
         except _Stop:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            errors.append(e)
+            self._errors.append(e)
         finally:
             try:
-                _put(decoded, None, stop)
+                _put(self._decoded, None, stop)
             except _Stop:
                 pass
 
-    def encode() -> None:
+    def _encode(self) -> None:
+        out, vout, copied = self._out.container, self._out.video, self._out.copied
         try:
             while True:
                 try:
-                    item = encoded.get(timeout=0.1)
+                    item = self._encoded.get(timeout=0.1)
                 except queue.Empty:
-                    if stop.is_set():  # the main thread gave up: no flush, the file is discarded
+                    if self._stop.is_set():  # the main thread gave up: no flush, the file is discarded
                         return
                     continue
                 if item is None:
@@ -279,86 +456,8 @@ def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple
             for packet in vout.encode(None):
                 out.mux(packet)
         except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-            stop.set()
-
-    def to_tensor(frame) -> torch.Tensor:
-        arr = frame.reformat(format=rgb_fmt, src_colorspace=matrix, src_color_range=src_range).to_ndarray()
-        scale = 65535.0 if deep else 255.0
-        return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(scale)
-
-    def to_frame(rgb: torch.Tensor):
-        scale = 65535.0 if deep else 255.0
-        arr = rgb[0].permute(1, 2, 0).mul(scale).round_().clamp_(0, scale).cpu().numpy()
-        arr = arr.astype(np.uint16 if deep else np.uint8)
-        frame = av.VideoFrame.from_ndarray(arr, format=rgb_fmt)
-        return frame.reformat(format=vout.pix_fmt, dst_colorspace=matrix, dst_color_range=src_range)
-
-    workers = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
-    for w in workers:
-        w.start()
-    counts = {"out": 0, "interp": 0, "cuts": 0, "src": 0}
-
-    def emit(frame, k: int) -> None:
-        frame.pts = start + k
-        frame.time_base = frame_tb
-        _put(encoded, ("frame", frame), stop)
-        counts["out"] += 1
-        if on_frame:
-            on_frame(1)
-
-    try:
-        prev = None  # (index, decoded frame, prepared Frame, thumbnail)
-        k = 0
-        while True:
-            item = decoded.get()
-            if item is None:
-                break
-            i = counts["src"]
-            counts["src"] += 1
-            rgb = to_tensor(item)
-            cur = (i, item, it.prepare(rgb), luma_thumbnail(rgb) if job.scene_detection else None)
-            if prev is not None:
-                cut = job.scene_detection and scene_difference(prev[3], cur[3]) > job.scene_threshold
-                counts["cuts"] += cut
-                # every output slot that lies in [prev, cur)
-                while (k * multi.denominator) < i * multi.numerator:
-                    plan = plan_frame(k, multi, i + 1, cut_after=cut)
-                    if plan.source is not None:
-                        emit(_copy(av, prev[1] if plan.source == prev[0] else item), k)
-                    else:
-                        out_rgb = it.interpolate(prev[2], cur[2], float(plan.timestep))
-                        emit(to_frame(out_rgb), k)
-                        counts["interp"] += 1
-                    k += 1
-            prev = cur
-        if errors:
-            raise errors[0]
-        if prev is None:
-            raise VideoError("the input's video stream has no frames")
-        n = counts["src"]
-        while k < output_count(n, multi):  # slots at and after the last source frame repeat it
-            emit(_copy(av, prev[1]), k)
-            k += 1
-    except _Stop:  # a worker failed: its error is raised below
-        pass
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        try:
-            _put(encoded, None, stop)
-        except _Stop:
-            pass
-        for w in workers:
-            w.join()
-        out.close()
-    if errors:
-        e = errors[0]
-        if isinstance(e, OSError):
-            raise e
-        raise VideoError(f"encoding failed: {e}") from e
-    return counts["src"], counts["out"], counts["interp"], counts["cuts"], out_rate
+            self._errors.append(e)
+            self._stop.set()
 
 
 def _copy(av, frame):
