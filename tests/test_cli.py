@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -130,9 +131,31 @@ def test_ten_bit_source_stays_ten_bit_and_passes_through(tmp_path, weights_40):
     assert all(np.array_equal(res[2 * i], src[i]) for i in range(6))
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vsrife", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)  # fmt: skip
+                          env={**os.environ, **(env or {})}, timeout=timeout, **kwargs)  # fmt: skip
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The run failed with exit status 1 and said why in one line on stderr, nothing on stdout."""
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vsrife: error: "), done.stderr
+    assert done.stdout == ""
+    return lines[0]
+
+
+def test_a_write_failure_mid_run_stops_every_thread(clip, tmp_path):
+    """The disk fills up (here: a file-size limit) while frames are in flight: decoder, placement loop and
+    encoder all stop promptly, the partial file is removed and one line says why."""
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))  # Python ignores SIGXFSZ: writes fail
+
+    out = tmp_path / "o.mkv"
+    done = run_cli("video", str(clip), "-o", str(out), "-x", "qp=0", *MODEL, timeout=120, preexec_fn=small_files)
+    assert "writing" in one_error_line(done) and "File too large" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_errors_are_clear_and_exit_non_zero(clip, tmp_path):

@@ -28,6 +28,7 @@ __all__ = ["VideoError", "VideoJob", "VideoResult", "check_paths", "frames_of", 
 log = logging.getLogger("vsrife")
 
 _QUEUE = 8  # frames in flight between the stages
+_POLL = 0.1  # seconds a stage waits on a queue before it looks whether another stage failed
 _HIGH_DEPTH = ("10", "12", "16")
 
 
@@ -132,15 +133,24 @@ def _temp_path(output: Path) -> Path:
 
 
 class _Stop(Exception):
-    pass
+    """Another stage of the pipeline failed: this one gives up."""
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            q.put(item, timeout=0.1)
+            q.put(item, timeout=_POLL)
             return
         except queue.Full:
+            continue
+    raise _Stop
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return q.get(timeout=_POLL)
+        except queue.Empty:
             continue
     raise _Stop
 
@@ -352,7 +362,8 @@ class _Pipeline:
     """Decoding and encoding in two threads around the caller's placement loop, joined by bounded queues.
 
     The decoder feeds source frames to the placement loop and copied packets to the encoder; the encoder
-    muxes both. A failure anywhere sets ``stop``; the other threads give up at their next queue operation.
+    muxes both. No thread ever waits without looking at ``stop``: a failure in any of the three sets it,
+    and the others give up within one queue poll (or, for the placement loop, one frame).
     """
 
     def __init__(self, inp, out: _Output, plan: _Plan, on_frame: Callable[[int], None] | None):
@@ -361,46 +372,59 @@ class _Pipeline:
         self._stop = threading.Event()
         self._decoded: queue.Queue = queue.Queue(_QUEUE)
         self._encoded: queue.Queue = queue.Queue(_QUEUE)
-        self._errors: list[BaseException] = []
+        self._errors: list[tuple[str, BaseException]] = []  # (stage, error), first failure first
         self.emitted = 0
 
     def run(self, place: Callable) -> _Placed:
-        """``place(frames, emit)`` with the decoded frames; encode what it emits; close the output."""
-        workers = [threading.Thread(target=self._decode, daemon=True),
-                   threading.Thread(target=self._encode, daemon=True)]  # fmt: skip
+        """``place(frames, emit)`` on the decoded frames; encode what it emits; close the output.
+
+        Raises the first failure of any thread: the placement loop's own exception as it is, a worker's as
+        VideoError (or OSError where writing the output failed).
+        """
+        workers = [threading.Thread(target=self._decode, name="vsrife-decode", daemon=True),
+                   threading.Thread(target=self._encode, name="vsrife-encode", daemon=True)]  # fmt: skip
         for w in workers:
             w.start()
-        placed = None
+        finished = False
         try:
             placed = place(self._frames(), self._emit)
-            if self._errors:
-                raise self._errors[0]
+            _put(self._encoded, None, self._stop)  # end of stream: the encoder flushes
+            finished = True
         except _Stop:  # a worker failed: its error is raised below
             pass
-        except BaseException:
-            self._stop.set()
-            raise
         finally:
-            try:
-                _put(self._encoded, None, self._stop)
-            except _Stop:
-                pass
+            if not finished:
+                self._stop.set()
             for w in workers:
                 w.join()
-            self._out.container.close()
+            self._close(clean=finished and not self._errors)
         if self._errors:
-            e = self._errors[0]
-            if isinstance(e, OSError):
-                raise e
-            raise VideoError(f"encoding failed: {e}") from e
+            raise self._failure()
         return placed
+
+    def _failure(self) -> BaseException:
+        stage, e = self._errors[0]
+        if stage == "encoding" and isinstance(e, OSError):
+            return e  # the output could not be written (disk full, ...): interpolate_video says so
+        return VideoError(f"{stage} failed: {e}")
+
+    def _close(self, clean: bool) -> None:
+        if clean:
+            self._out.container.close()  # writes the trailer: its failure is the job's
+            return
+        try:
+            self._out.container.close()
+        except Exception as e:  # noqa: BLE001 - the file is discarded; the first failure is what matters
+            log.debug("closing the discarded output: %s", e)
+
+    def _fail(self, stage: str, error: BaseException) -> None:
+        self._errors.append((stage, error))
+        self._stop.set()
 
     def _frames(self):
         while True:
-            item = self._decoded.get()
+            item = _get(self._decoded, self._stop)
             if item is None:
-                if self._errors:
-                    raise self._errors[0]
                 return
             yield item
 
@@ -424,26 +448,17 @@ class _Pipeline:
                     continue
                 for frame in packet.decode():
                     _put(self._decoded, frame, stop)
+            _put(self._decoded, None, stop)  # end of stream
         except _Stop:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            self._errors.append(e)
-        finally:
-            try:
-                _put(self._decoded, None, stop)
-            except _Stop:
-                pass
+            self._fail("decoding", e)
 
     def _encode(self) -> None:
         out, vout, copied = self._out.container, self._out.video, self._out.copied
         try:
             while True:
-                try:
-                    item = self._encoded.get(timeout=0.1)
-                except queue.Empty:
-                    if self._stop.is_set():  # the main thread gave up: no flush, the file is discarded
-                        return
-                    continue
+                item = _get(self._encoded, self._stop)
                 if item is None:
                     break
                 kind, obj = item
@@ -451,13 +466,12 @@ class _Pipeline:
                     obj.stream = copied[obj.stream.index]
                     out.mux(obj)
                 else:
-                    for packet in vout.encode(obj):
-                        out.mux(packet)
-            for packet in vout.encode(None):
-                out.mux(packet)
+                    out.mux(vout.encode(obj))
+            out.mux(vout.encode(None))
+        except _Stop:  # another thread failed: no flush, the file is discarded
+            return
         except BaseException as e:  # noqa: BLE001
-            self._errors.append(e)
-            self._stop.set()
+            self._fail("encoding", e)
 
 
 def _copy(av, frame):
