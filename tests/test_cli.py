@@ -191,6 +191,54 @@ def test_errors_are_clear_and_exit_non_zero(clip, tmp_path):
     assert not Path(out).exists()
 
 
+def codec_available(codec: str):
+    return pytest.mark.skipif(codec not in av.codecs_available, reason=f"this FFmpeg has no {codec} encoder")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--codec", "nope"], "unknown encoder 'nope'"),
+    (["--codec", "aac"], "aac is an audio encoder"),
+    (["-x", "nonsense=1"], "libx264 has no option nonsense"),
+    (["-x", "crf=abc"], "crf must be a number, not 'abc'"),
+    (["--crf", "52"], "crf 52 is outside libx264's range 0-51"),
+    (["-x", "crf=-1"], "crf -1 is outside libx264's range 0-51"),
+    pytest.param(["--codec", "libx265", "--crf", "52"], "outside libx265's range 0-51", marks=codec_available("libx265")),
+    pytest.param(["--codec", "libvpx-vp9", "--crf", "64"], "outside libvpx-vp9's range 0-63",
+                 marks=codec_available("libvpx-vp9")),
+    pytest.param(["--codec", "libsvtav1", "--crf", "64"], "outside libsvtav1's range 0-63",
+                 marks=codec_available("libsvtav1")),
+    (["--codec", "ffv1", "--crf", "3"], "--crf is for libx264"),
+    (["--preset", "warp"], "libx264 has no preset 'warp'"),
+    (["-x", "preset=warp"], "libx264 has no preset 'warp'"),
+    pytest.param(["--codec", "libvpx-vp9", "--preset", "fast"], "libvpx-vp9 has no option preset",
+                 marks=codec_available("libvpx-vp9")),
+    (["--pix-fmt", "nope"], "unknown pixel format 'nope'"),
+    (["--pix-fmt", "p010le"], "libx264 does not take p010le"),
+    (["-x", "profile=baseline", "--pix-fmt", "yuv444p"], "baseline profile doesn't support 4:4:4"),
+    (["-x", "level=9x9"], "Error parsing option 'level'"),
+    (["-o", "{tmp}/o.webm"], "'webm' format does not support 'libx264' codec"),
+    (["-o", "{tmp}/o.unknownext"], "cannot tell the container from the name o.unknownext"),
+])  # fmt: skip
+def test_encoder_settings_are_refused_before_the_model_loads(clip, tmp_path, capfd, monkeypatch, args, message):
+    monkeypatch.setenv("VSRIFE_MODEL_DIR", str(tmp_path / "models"))  # empty, and 4.22 may not be downloaded:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]  # so a refusal names the encoder, not the model
+    capfd.readouterr()
+    code = main(["video", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "4.22", "--no-download", "-q", *args])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and err.startswith("vsrife: error: ") and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [["-x", "nonsense=1"], ["--preset", "warp"]])
+def test_a_bad_encoder_setting_ends_the_run_at_once(clip, tmp_path, bad):
+    """These used to hang forever: the encoder failed on its first frame while the placement loop waited
+    for a frame from a decoder that had already given up."""
+    done = run_cli("video", str(clip), "-o", str(tmp_path / "o.mkv"), *bad, *MODEL, timeout=60)
+    assert bad[1].split("=")[0] in one_error_line(done)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_existing_output_is_kept_without_overwrite(clip, tmp_path):
     out = tmp_path / "keep.mp4"
     out.write_bytes(b"precious")

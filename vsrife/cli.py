@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from fractions import Fraction
@@ -129,30 +132,63 @@ def _progress_bar(total: int | None, quiet: bool, unit: str = "frame"):
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1)
 
 
-def run_video(args: argparse.Namespace) -> int:
-    from .video import VideoError, VideoJob, check_paths, interpolate_video, probe
+def _video_job(args: argparse.Namespace, multi: Fraction | None, fps: Fraction | None):
+    from .video import CRF_RANGE, VideoJob
 
-    multi, fps = _multi(args)
-    source, output = Path(args.input), Path(args.output)
-    try:
-        check_paths(source, output, overwrite=args.overwrite)  # before any model is loaded
-    except VideoError as e:
-        raise CommandError(str(e)) from e
-    try:
-        info = probe(source, count=False)  # for the progress bar: no need to read hours of video twice
-    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
-        raise CommandError(f"cannot read {source}: {e}") from e
-    if not info["fps"] and fps is not None:
-        raise CommandError(f"{source} has no constant frame rate, so --fps cannot be met; use --multi")
     try:
         options = dict(item.split("=", 1) for item in args.encoder_option)
     except ValueError as e:
         raise CommandError(f"--encoder-option takes KEY=VALUE, not {args.encoder_option}") from e
-    job = VideoJob(
-        multi=multi, fps=fps, codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-        scene_detection=not args.no_sc, scene_threshold=args.sc_threshold, overwrite=args.overwrite,
-        encoder_options=options,
+    if args.crf is not None and args.codec not in CRF_RANGE:
+        raise CommandError(f"--crf is for {', '.join(CRF_RANGE)}; give {args.codec}'s own options with -x KEY=VALUE")
+    return VideoJob(
+        multi=multi, fps=fps, codec=args.codec, crf=18 if args.crf is None else args.crf, preset=args.preset,
+        pix_fmt=args.pix_fmt, scene_detection=not args.no_sc, scene_threshold=args.sc_threshold,
+        overwrite=args.overwrite, encoder_options=options,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _library_output():
+    """What C libraries print straight to the terminal meanwhile (x264, x265 and SVT-AV1 write to stderr
+    themselves): kept out of the terminal and handed over as lines, e.g. to complete an error message."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def _check_video(source: Path, output: Path, job) -> None:
+    """The job's dry run (see video.check_job), with what the encoder library said when it refuses."""
+    from .video import VideoError, check_job
+
+    try:
+        with _library_output() as said:
+            check_job(source, output, job)
+    except VideoError as e:
+        errors = "; ".join(line for line in said if "error" in line.lower())
+        raise CommandError(f"{e} ({errors})" if errors else str(e)) from e
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from .video import VideoError, interpolate_video, probe
+
+    multi, fps = _multi(args)
+    job = _video_job(args, multi, fps)
+    source, output = Path(args.input), Path(args.output)
+    _check_video(source, output, job)  # paths, input, encoder and container: before any model is loaded
+    try:
+        info = probe(source, count=False)  # for the progress bar: no need to read hours of video twice
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise CommandError(f"cannot read {source}: {e}") from e
     it = _interpolator(args)
     factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
     total = output_count(info["frames"], factor) if info["frames"] and factor else None
@@ -281,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"scene-cut threshold, mean luma difference (default {SCENE_THRESHOLD})")  # fmt: skip
     enc = video.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
-    enc.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9/svt-av1 (default 18)")
-    enc.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+    enc.add_argument("--crf", type=int, help="quality for x264/x265 (0-51), vp9/svt-av1 (0-63) (default 18)")
+    enc.add_argument("--preset", help="encoder preset (default medium for x264/x265)")
     enc.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
     enc.add_argument("-x", "--encoder-option", action="append", default=[], metavar="KEY=VALUE",
                      help="FFmpeg encoder option, repeatable (e.g. -x qp=0 for lossless x264; replaces --crf)")  # fmt: skip

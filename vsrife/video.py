@@ -7,6 +7,7 @@ target and renamed only when complete.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
@@ -23,13 +24,28 @@ import torch
 from .engine import Interpolator
 from .timing import SCENE_THRESHOLD, luma_thumbnail, output_count, plan_frame, rate_factor, scene_difference
 
-__all__ = ["VideoError", "VideoJob", "VideoResult", "check_paths", "frames_of", "interpolate_video", "probe"]
+__all__ = [
+    "CRF_RANGE",
+    "VideoError",
+    "VideoJob",
+    "VideoResult",
+    "check_job",
+    "check_paths",
+    "frames_of",
+    "interpolate_video",
+    "probe",
+]
 
 log = logging.getLogger("vsrife")
 
 _QUEUE = 8  # frames in flight between the stages
 _POLL = 0.1  # seconds a stage waits on a queue before it looks whether another stage failed
 _HIGH_DEPTH = ("10", "12", "16")
+
+# The encoders vsrife gives a constant-quality setting (--crf), and the range each takes.
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")  # fmt: skip
 
 
 class VideoError(RuntimeError):
@@ -51,8 +67,8 @@ class VideoJob:
     multi: Fraction | None = Fraction(2)
     fps: Fraction | None = None
     codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "medium"
+    crf: int | None = 18  # for the encoders in CRF_RANGE; others take their own options
+    preset: str | None = None  # None: medium for x264/x265, else the encoder's own default
     pix_fmt: str | None = None  # default: the source's, where the encoder takes it
     scene_detection: bool = True
     scene_threshold: float = SCENE_THRESHOLD
@@ -167,6 +183,34 @@ def check_paths(source: Path, output: Path, *, overwrite: bool) -> None:
         raise VideoError(f"output folder {output.parent} is not writable")
 
 
+def check_job(source: str | os.PathLike[str], output: str | os.PathLike[str], job: VideoJob) -> None:
+    """VideoError unless ``job`` can start on ``source``: the paths (as :func:`check_paths`), a video stream
+    with a usable rate, and the encoder and container opened with the job's settings at the source's size
+    and pixel format in a dry run that writes into memory. Nothing is decoded and no file is written."""
+    av = _av()
+    source, output = Path(source), Path(output)
+    check_paths(source, output, overwrite=job.overwrite)
+    with _open_input(av, source) as inp:
+        plan = _plan(av, inp, job)
+        out = _open_output(av, _MemoryFile(output.name), inp, plan, job)
+        _close_quietly(out.container)
+
+
+class _MemoryFile(io.BytesIO):
+    """A file in memory whose name tells FFmpeg the container, as the output's would."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+
+def _close_quietly(container) -> None:
+    try:
+        container.close()
+    except Exception as e:  # noqa: BLE001 - a discarded output: the failure that led here is what matters
+        log.debug("closing a discarded output: %s", e)
+
+
 def interpolate_video(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -223,7 +267,47 @@ class _Plan:
     deep: bool  # more than 8 bits per sample: the network sees 16-bit RGB
 
 
+def _encoder_options(av, job: VideoJob) -> dict[str, str]:
+    """The options the encoder is opened with; VideoError for a codec, quality, preset or pixel format that
+    cannot work, before anything is opened."""
+    try:
+        codec = av.codec.Codec(job.codec, "w")
+    except ValueError as e:  # UnknownCodecError
+        known = [c for c in (*CRF_RANGE, "ffv1", "libaom-av1", "mpeg4") if c in av.codecs_available]
+        raise VideoError(f"unknown encoder {job.codec!r}; video encoders include {', '.join(known)}") from e
+    if codec.type != "video":
+        raise VideoError(f"{job.codec} is an {codec.type} encoder; --codec takes a video encoder such as libx264")
+    options = dict(job.encoder_options)
+    rate_control = {"qp", "crf", "b", "lossless"} & set(options)
+    if job.crf is not None and not rate_control and job.codec in CRF_RANGE:
+        options["crf"] = str(job.crf)
+    if job.preset is not None:
+        options.setdefault("preset", job.preset)
+    elif job.codec in ("libx264", "libx265"):
+        options.setdefault("preset", "medium")
+    if "crf" in options and job.codec in CRF_RANGE:
+        low, high = CRF_RANGE[job.codec]
+        try:
+            crf = float(options["crf"])
+        except ValueError:
+            raise VideoError(f"crf must be a number, not {options['crf']!r}") from None
+        if not low <= crf <= high:
+            raise VideoError(f"crf {options['crf']} is outside {job.codec}'s range {low}-{high}")
+    if job.codec in ("libx264", "libx265") and options.get("preset") not in _X26X_PRESETS:
+        raise VideoError(f"{job.codec} has no preset {options.get('preset')!r}; presets: {', '.join(_X26X_PRESETS)}")
+    if job.pix_fmt is not None:
+        try:
+            av.VideoFormat(job.pix_fmt)
+        except ValueError:
+            raise VideoError(f"unknown pixel format {job.pix_fmt!r}, e.g. yuv420p, yuv420p10le, yuv444p") from None
+        formats = [f.name for f in codec.video_formats or ()]
+        if formats and job.pix_fmt not in formats:
+            raise VideoError(f"{job.codec} does not take {job.pix_fmt}; it takes {', '.join(formats)}")
+    return options
+
+
 def _plan(av, inp, job: VideoJob) -> _Plan:
+    options = _encoder_options(av, job)
     vin = inp.streams.video[0]
     src_rate = Fraction(vin.average_rate) if vin.average_rate else Fraction(0)
     if job.fps is not None:
@@ -238,12 +322,7 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
     rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
-    options = dict(job.encoder_options)
-    rate_control = {"qp", "crf", "b", "lossless"} & set(options)
-    if job.crf is not None and not rate_control and job.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1"):
-        options.setdefault("crf", str(job.crf))
-    if job.preset and job.codec in ("libx264", "libx265"):
-        options.setdefault("preset", job.preset)
+    options = _encoder_options(av, job)
     return _Plan(
         multi=multi,
         rate=rate,
@@ -268,27 +347,70 @@ class _Output:
     copied: dict  # input stream index -> output stream, for packets copied as they are
 
 
-def _open_output(av, target: Path, inp, plan: _Plan, job: VideoJob) -> _Output:
-    out = av.open(str(target), "w", format=None)
-    vin = inp.streams.video[0]
-    vout = out.add_stream(job.codec, rate=plan.rate)
-    vout.width, vout.height = plan.width, plan.height
-    vout.pix_fmt = plan.pix_fmt
-    vout.time_base = Fraction(1) / plan.rate  # the muxer may change the stream's time base later
-    vout.options = dict(plan.options)
-    for name, value in plan.colour.items():
-        if value and hasattr(vout.codec_context, name):
-            setattr(vout.codec_context, name, value)
-    if vin.sample_aspect_ratio:
-        vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
-    copied = {}
-    for s in inp.streams:
-        if s.type in ("audio", "subtitle"):
-            try:
-                copied[s.index] = out.add_stream_from_template(s)
-            except (ValueError, av.error.FFmpegError) as e:
-                log.warning("stream %d (%s) cannot be copied into this container: %s", s.index, s.type, e)
+def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
+    """The output container with every stream set up and its header written (which opens the encoder), so
+    that settings the encoder or the container refuse fail here, before any frame is decoded. ``target``
+    is a path, or a :class:`_MemoryFile` for a dry run."""
+    name = getattr(target, "name", target)
+    try:
+        out = av.open(target if isinstance(target, io.IOBase) else str(target), "w")
+    except ValueError as e:
+        raise VideoError(f"cannot tell the container from the name {Path(name).name}; end it in .mkv, .mp4, "
+                         ".mov or another container's extension") from e  # fmt: skip
+    try:
+        vin = inp.streams.video[0]
+        try:
+            vout = out.add_stream(job.codec, rate=plan.rate)
+        except ValueError as e:  # the container cannot hold this codec
+            raise VideoError(f"{e}; choose another container (e.g. .mkv) or --codec") from e
+        vout.width, vout.height = plan.width, plan.height
+        vout.pix_fmt = plan.pix_fmt
+        vout.time_base = Fraction(1) / plan.rate  # the muxer may change the stream's time base later
+        vout.options = dict(plan.options)
+        for name_, value in plan.colour.items():
+            if value and hasattr(vout.codec_context, name_):
+                setattr(vout.codec_context, name_, value)
+        if vin.sample_aspect_ratio:
+            vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
+        copied = {}
+        for s in inp.streams:
+            if s.type in ("audio", "subtitle"):
+                try:
+                    copied[s.index] = out.add_stream_from_template(s)
+                except (ValueError, av.error.FFmpegError) as e:
+                    log.warning("stream %d (%s) cannot be copied into this container: %s", s.index, s.type, e)
+        _start_encoding(av, out, vout, plan, job)
+    except BaseException:
+        _close_quietly(out)
+        raise
     return _Output(out, vout, copied)
+
+
+def _start_encoding(av, out, vout, plan: _Plan, job: VideoJob) -> None:
+    """Open the encoder and write the header; VideoError with FFmpeg's own words where it refuses."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # FFmpeg's messages say why; captured, not printed
+    try:
+        with av.logging.Capture() as logs:
+            try:
+                out.start_encoding()
+            except OSError:
+                raise  # writing the header failed: the caller says so
+            except (av.error.FFmpegError, ValueError) as e:
+                raise VideoError(_refusal(job, plan, [m for _, _, m in logs], e)) from e
+    finally:
+        av.logging.set_level(level)
+    unknown = sorted(vout.codec_context.options)  # what the encoder did not take stays behind
+    if unknown:
+        raise VideoError(f"{job.codec} has no option {', '.join(unknown)} (see `ffmpeg -h encoder={job.codec}`)")
+
+
+def _refusal(job: VideoJob, plan: _Plan, messages: list[str], error: Exception) -> str:
+    said = [m.strip() for m in messages if m.strip() and not m.startswith(" ")]
+    settings = ", ".join(f"{k}={v}" for k, v in plan.options.items())
+    text = (f"{job.codec} refuses {plan.width}x{plan.height} {plan.pix_fmt}"
+            f"{f' with {settings}' if settings else ''}: {'; '.join(said[:2]) or error}")  # fmt: skip
+    return text
 
 
 class _RGB:
