@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vsrife.cli import main
 from vsrife.video import probe
@@ -129,6 +130,86 @@ def test_ten_bit_source_stays_ten_bit_and_passes_through(tmp_path, weights_40):
     src, res = frames(clip, fmt="yuv420p10le"), frames(out, fmt="yuv420p10le")
     assert res[0].dtype == np.uint16 and len(res) == 12
     assert all(np.array_equal(res[2 * i], src[i]) for i in range(6))
+
+
+def write_frames(path: Path, source: list, rate: Fraction, codec: str, pix_fmt: str, options: dict | None = None):
+    """Encode decoded frames (any format, brought to ``pix_fmt`` by swscale) into a new clip."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=rate)
+        v.width, v.height, v.pix_fmt = source[0].width, source[0].height, pix_fmt
+        v.options = options or {}
+        for i, f in enumerate(source):
+            f = f.reformat(format=pix_fmt)
+            f.pts, f.time_base, f.pict_type = i, 1 / rate, 0
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+
+
+def decoded(path: Path, count: int | None = None) -> list:
+    with av.open(str(path)) as c:
+        return [f for _, f in zip(range(count or 10**9), c.decode(video=0))]
+
+
+def plane_bytes(frame) -> list[bytes]:
+    """Each plane's samples without the row padding: equal for bit-identical pictures in any pixel format,
+    including those PyAV cannot turn into numpy arrays (yuv444p10le, p010le, ...)."""
+    planes = []
+    for i, plane in enumerate(frame.planes):
+        row = plane.width * sum((c.bits + 7) // 8 for c in frame.format.components if c.plane == i)
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        planes.append(rows[:, :row].tobytes())
+    return planes
+
+
+def test_ten_bit_444_source_passes_through_bit_exact(tmp_path, weights_40):
+    """yuv444p10le (x264's High 4:4:4), which PyAV cannot put into numpy: source frames pass through as
+    they were decoded."""
+    clip, out = tmp_path / "444.mkv", tmp_path / "out.mkv"
+    write_frames(clip, decoded(fetch_sample("carphone", progress=False), 6), Fraction(24), "libx264", "yuv444p10le",
+                 {"qp": "0"})  # fmt: skip
+    assert probe(clip)["pix_fmt"] == "yuv444p10le"
+    assert main(["video", str(clip), "-o", str(out), "-x", "qp=0", "--preset", "ultrafast", *MODEL]) == 0
+    src, res = decoded(clip), decoded(out)
+    assert probe(out)["pix_fmt"] == "yuv444p10le" and len(res) == 12
+    for i in range(6):
+        assert plane_bytes(res[2 * i]) == plane_bytes(src[i]), f"source frame {i} changed"
+    assert plane_bytes(res[1]) != plane_bytes(src[0]) and plane_bytes(res[1]) != plane_bytes(src[1])
+
+
+def samples16(frame) -> list[np.ndarray]:
+    """The 16-bit samples of each plane of a 10-bit frame, row padding dropped, as stored (p010le keeps
+    its 10 bits at the top of each 16-bit word, with U and V interleaved in plane 1)."""
+    planes = []
+    for i, p in enumerate(frame.planes):
+        width = p.width * (2 if frame.format.name == "p010le" and i == 1 else 1)
+        planes.append(np.frombuffer(memoryview(p), np.uint16).reshape(p.height, p.line_size // 2)[:, :width])
+    return planes
+
+
+def as_p010le_samples(planar) -> list[np.ndarray]:
+    """What the p010le twin of a yuv420p10le frame holds."""
+    y, u, v = samples16(planar)
+    return [y << 6, np.stack([u, v], axis=-1).reshape(u.shape[0], -1) << 6]
+
+
+def test_p010le_frames_convert_like_their_planar_twin():
+    """p010le (semi-planar 10-bit, what hardware decoders give) reaches the network and comes back just as
+    yuv420p10le with the same samples does. End to end it cannot be tested: no file FFmpeg's software
+    decoders read yields p010le (FFmpeg's raw video tags have no entry for it, NUT and AVI store it as
+    RGB555; only the raw demuxer with an explicit pixel_format option gives it, which `vsrife video` does
+    not take)."""
+    from vsrife.video import _RGB
+
+    planar = decoded(fetch_sample("carphone", progress=False), 1)[0].reformat(format="yuv420p10le")
+    semi = planar.reformat(format="p010le")
+    assert semi.format.name == "p010le"
+    assert all(np.array_equal(a, b) for a, b in zip(samples16(semi), as_p010le_samples(planar)))  # a true twin
+    to_p010, to_planar = _RGB(av, "ITU601", "MPEG", True, "p010le"), _RGB(av, "ITU601", "MPEG", True, "yuv420p10le")
+    rgb = to_p010.to_tensor(semi)
+    assert rgb.shape == (1, 3, 144, 176) and torch.equal(rgb, to_planar.to_tensor(planar))
+    back = to_p010.to_frame(rgb)
+    assert back.format.name == "p010le"
+    assert all(np.array_equal(a, b) for a, b in zip(samples16(back), as_p010le_samples(to_planar.to_frame(rgb))))
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

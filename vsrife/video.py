@@ -40,7 +40,6 @@ log = logging.getLogger("vsrife")
 
 _QUEUE = 8  # frames in flight between the stages
 _POLL = 0.1  # seconds a stage waits on a queue before it looks whether another stage failed
-_HIGH_DEPTH = ("10", "12", "16")
 
 # The encoders vsrife gives a constant-quality setting (--crf), and the range each takes.
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
@@ -131,16 +130,24 @@ def _matrix(colour: dict, width: int, height: int) -> str:
 
 
 def _out_pix_fmt(av, codec: str, source: str, requested: str | None) -> str:
+    """The requested format, else the source's where the encoder takes it, else the encoder's format most
+    like it: the same kind (RGB or YUV), chroma subsampling, depth (8 bits or more) and components, in that
+    order of importance."""
     if requested:
         return requested
     formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
     if not formats or source in formats:
         return source
-    family = source.split("p")[0]  # yuv420 / yuv422 / yuv444 / gbr ...
-    deep = any(d in source for d in _HIGH_DEPTH)
-    for f in formats:
-        if f.startswith(family) and any(d in f for d in _HIGH_DEPTH) == deep:
-            return f
+
+    def traits(name: str) -> tuple:
+        f = av.VideoFormat(name)
+        return (f.is_rgb, f.chroma_width(64), f.chroma_height(64), f.components[0].bits > 8, len(f.components))
+
+    wanted = traits(source)
+    for significant in (5, 4, 3):  # drop the least important trait until one matches
+        for f in formats:
+            if traits(f)[:significant] == wanted[:significant]:
+                return f
     return formats[0]
 
 
@@ -229,7 +236,7 @@ def interpolate_video(
             out = _open_output(av, tmp, inp, plan, job)
             pipeline = _Pipeline(inp, out, plan, on_frame)
             placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan.multi,
-                                                                      _RGB(av, plan)))  # fmt: skip
+                                                                      _RGB.of(av, plan)))  # fmt: skip
         os.replace(tmp, output)
         return VideoResult(output, placed.source_frames, pipeline.emitted, placed.interpolated, placed.cuts, plan.rate)
     except OSError as e:
@@ -334,7 +341,7 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
         colour=colour,
         matrix=_matrix(colour, cc.width, cc.height),
         colour_range=_RANGE.get(colour["color_range"], "MPEG"),
-        deep=any(d in (cc.pix_fmt or "") for d in _HIGH_DEPTH),
+        deep=av.VideoFormat(cc.pix_fmt).components[0].bits > 8,
     )
 
 
@@ -414,25 +421,29 @@ def _refusal(job: VideoJob, plan: _Plan, messages: list[str], error: Exception) 
 
 
 class _RGB:
-    """Conversions between the stream's frames and the network's RGB tensors (N x 3 x H x W in [0, 1])."""
+    """Conversions between the stream's frames, in any pixel format swscale reads and writes, and the
+    network's RGB tensors (1 x 3 x H x W float32 in [0, 1]); 16-bit RGB in between where ``deep``."""
 
-    def __init__(self, av, plan: _Plan):
-        self._av = av
-        self._plan = plan
-        self._format = "rgb48le" if plan.deep else "rgb24"
-        self._scale = 65535.0 if plan.deep else 255.0
+    def __init__(self, av, matrix: str, colour_range: str, deep: bool, pix_fmt: str):
+        self._av, self._matrix, self._range, self._pix_fmt = av, matrix, colour_range, pix_fmt
+        self._format = "rgb48le" if deep else "rgb24"
+        self._dtype = np.uint16 if deep else np.uint8
+        self._scale = 65535.0 if deep else 255.0
+
+    @classmethod
+    def of(cls, av, plan: _Plan) -> _RGB:
+        return cls(av, plan.matrix, plan.colour_range, plan.deep, plan.pix_fmt)
 
     def to_tensor(self, frame) -> torch.Tensor:
-        arr = frame.reformat(format=self._format, src_colorspace=self._plan.matrix,
-                             src_color_range=self._plan.colour_range).to_ndarray()  # fmt: skip
+        arr = frame.reformat(format=self._format, src_colorspace=self._matrix,
+                             src_color_range=self._range).to_ndarray()  # fmt: skip
         return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(self._scale)
 
     def to_frame(self, rgb: torch.Tensor):
+        """A frame in the output's pixel format."""
         arr = rgb[0].permute(1, 2, 0).mul(self._scale).round_().clamp_(0, self._scale).cpu().numpy()
-        arr = arr.astype(np.uint16 if self._plan.deep else np.uint8)
-        frame = self._av.VideoFrame.from_ndarray(arr, format=self._format)
-        return frame.reformat(format=self._plan.pix_fmt, dst_colorspace=self._plan.matrix,
-                              dst_color_range=self._plan.colour_range)  # fmt: skip
+        frame = self._av.VideoFrame.from_ndarray(arr.astype(self._dtype), format=self._format)
+        return frame.reformat(format=self._pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
 
 
 @dataclass(frozen=True)
@@ -447,7 +458,8 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, multi: Fraction
     interpolated (or, across a scene cut, show the nearer source frame), the tail repeats the last frame.
 
     ``frames`` yields the decoded source frames in order; ``emit(frame, k)`` hands output frame ``k``
-    to the encoder. The frame placement itself comes from :mod:`vsrife.timing`.
+    to the encoder, which gives it its timestamp: a source frame is emitted as it was decoded, as often
+    as it is shown, never copied. The frame placement itself comes from :mod:`vsrife.timing`.
     """
     counts = {"interp": 0, "cuts": 0, "src": 0}
     prev = None  # (index, decoded frame, prepared Frame, thumbnail)
@@ -464,7 +476,7 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, multi: Fraction
             while (k * multi.denominator) < i * multi.numerator:
                 plan = plan_frame(k, multi, i + 1, cut_after=cut)
                 if plan.source is not None:
-                    emit(_copy(rgb._av, prev[1] if plan.source == prev[0] else item), k)
+                    emit(prev[1] if plan.source == prev[0] else item, k)
                 else:
                     out_rgb = it.interpolate(prev[2], cur[2], float(plan.timestep))
                     emit(rgb.to_frame(out_rgb), k)
@@ -475,7 +487,7 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, multi: Fraction
         raise VideoError("the input's video stream has no frames")
     n = counts["src"]
     while k < output_count(n, multi):  # slots at and after the last source frame repeat it
-        emit(_copy(rgb._av, prev[1]), k)
+        emit(prev[1], k)
         k += 1
     return _Placed(counts["src"], counts["interp"], counts["cuts"])
 
@@ -551,9 +563,7 @@ class _Pipeline:
             yield item
 
     def _emit(self, frame, k: int) -> None:
-        frame.pts = self._plan.start + k
-        frame.time_base = self._frame_tb
-        _put(self._encoded, ("frame", frame), self._stop)
+        _put(self._encoded, ("frame", frame, self._plan.start + k), self._stop)
         self.emitted += 1
         if self._on_frame:
             self._on_frame(1)
@@ -566,7 +576,7 @@ class _Pipeline:
             for packet in inp.demux(vin, *(inp.streams[i] for i in copied)):
                 if packet.stream.index in copied:
                     if packet.dts is not None:
-                        _put(self._encoded, ("packet", packet), stop)
+                        _put(self._encoded, ("packet", packet, None), stop)
                     continue
                 for frame in packet.decode():
                     _put(self._decoded, frame, stop)
@@ -583,28 +593,21 @@ class _Pipeline:
                 item = _get(self._encoded, self._stop)
                 if item is None:
                     break
-                kind, obj = item
+                kind, obj, pts = item
                 if kind == "packet":
                     obj.stream = copied[obj.stream.index]
                     out.mux(obj)
                 else:
+                    # A source frame shown in several slots is the same object each time: its timestamp is
+                    # set here, just before the encoder takes its own reference, never while it is queued.
+                    obj.pts, obj.time_base, obj.duration = pts, self._frame_tb, 1
+                    obj.pict_type = 0  # the source's I/P/B would force the encoder's frame types
                     out.mux(vout.encode(obj))
             out.mux(vout.encode(None))
         except _Stop:  # another thread failed: no flush, the file is discarded
             return
         except BaseException as e:  # noqa: BLE001
             self._fail("encoding", e)
-
-
-def _copy(av, frame):
-    """A source frame's pixels exactly as decoded, in a new frame that can take its own timestamp."""
-    clone = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-    for name in ("color_range", "colorspace"):
-        try:
-            setattr(clone, name, getattr(frame, name))
-        except (AttributeError, TypeError, ValueError):
-            pass
-    return clone
 
 
 def frames_of(path: str | os.PathLike[str], limit: int | None = None) -> list[torch.Tensor]:
