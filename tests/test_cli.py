@@ -176,6 +176,40 @@ def test_ten_bit_444_source_passes_through_bit_exact(tmp_path, weights_40):
     assert plane_bytes(res[1]) != plane_bytes(src[0]) and plane_bytes(res[1]) != plane_bytes(src[1])
 
 
+def odd_clip(path: Path, size: tuple[int, int], codec: str, pix_fmt: str) -> Path:
+    """Six real frames of carphone scaled to an odd ``size``, lossless."""
+    source = [f.reformat(width=size[0], height=size[1]) for f in decoded(fetch_sample("carphone", progress=False), 6)]
+    write_frames(path, source, Fraction(24), codec, pix_fmt, {"qp": "0"} if codec == "libx264" else None)
+    return path
+
+
+@pytest.mark.parametrize("size, pix_fmt, codec", [
+    ((175, 144), "yuv420p", "ffv1"),  # odd width, 4:2:0: x264 refuses it, FFV1 takes it
+    ((176, 143), "yuv420p", "ffv1"),  # odd height, 4:2:0
+    ((175, 143), "yuv444p", "libx264"),  # both odd, 4:4:4: x264 takes it
+])  # fmt: skip
+def test_odd_sizes_pass_through(tmp_path, weights_40, size, pix_fmt, codec):
+    clip, out = odd_clip(tmp_path / "odd.mkv", size, codec, pix_fmt), tmp_path / "out.mkv"
+    encoder = ["--codec", "ffv1"] if codec == "ffv1" else ["-x", "qp=0", "--preset", "ultrafast"]
+    assert main(["video", str(clip), "-o", str(out), *encoder, *MODEL]) == 0
+    src, res = decoded(clip), decoded(out)
+    assert len(res) == 12 and (res[0].width, res[0].height, res[0].format.name) == (*size, pix_fmt)
+    for i in range(6):
+        assert plane_bytes(res[2 * i]) == plane_bytes(src[i]), f"source frame {i} changed"
+
+
+@pytest.mark.parametrize("size, side", [((175, 144), "width"), ((176, 143), "height")])
+def test_odd_sizes_the_encoder_refuses_are_refused_up_front(tmp_path, capfd, monkeypatch, size, side):
+    monkeypatch.setenv("VSRIFE_MODEL_DIR", str(tmp_path / "models"))  # before the model: none is there
+    clip = odd_clip(tmp_path / "odd.mkv", size, "ffv1", "yuv420p")
+    capfd.readouterr()
+    assert main(["video", str(clip), "-o", str(tmp_path / "o.mp4"), "--model", "4.22", "--no-download", "-q"]) == 1
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("vsrife: error: libx264 refuses"), err
+    assert f"odd {side}" in err and "--pix-fmt yuv444p" in err and "--codec ffv1" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
+
+
 def samples16(frame) -> list[np.ndarray]:
     """The 16-bit samples of each plane of a 10-bit frame, row padding dropped, as stored (p010le keeps
     its 10 bits at the top of each 16-bit word, with U and V interleaved in plane 1)."""

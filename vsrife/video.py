@@ -404,7 +404,7 @@ def _start_encoding(av, out, vout, plan: _Plan, job: VideoJob) -> None:
             except OSError:
                 raise  # writing the header failed: the caller says so
             except (av.error.FFmpegError, ValueError) as e:
-                raise VideoError(_refusal(job, plan, [m for _, _, m in logs], e)) from e
+                raise VideoError(_refusal(av, job, plan, [m for _, _, m in logs], e)) from e
     finally:
         av.logging.set_level(level)
     unknown = sorted(vout.codec_context.options)  # what the encoder did not take stays behind
@@ -412,12 +412,24 @@ def _start_encoding(av, out, vout, plan: _Plan, job: VideoJob) -> None:
         raise VideoError(f"{job.codec} has no option {', '.join(unknown)} (see `ffmpeg -h encoder={job.codec}`)")
 
 
-def _refusal(job: VideoJob, plan: _Plan, messages: list[str], error: Exception) -> str:
+def _refusal(av, job: VideoJob, plan: _Plan, messages: list[str], error: Exception) -> str:
     said = [m.strip() for m in messages if m.strip() and not m.startswith(" ")]
     settings = ", ".join(f"{k}={v}" for k, v in plan.options.items())
     text = (f"{job.codec} refuses {plan.width}x{plan.height} {plan.pix_fmt}"
             f"{f' with {settings}' if settings else ''}: {'; '.join(said[:2]) or error}")  # fmt: skip
-    return text
+    return text + _odd_size_hint(av, plan)
+
+
+def _odd_size_hint(av, plan: _Plan) -> str:
+    """What to do where the encoder refused an odd size in a format with subsampled chroma."""
+    f = av.VideoFormat(plan.pix_fmt)
+    odd_width = plan.width % 2 and f.chroma_width(plan.width) < plan.width
+    odd_height = plan.height % 2 and f.chroma_height(plan.height) < plan.height
+    if not (odd_width or odd_height):
+        return ""
+    side = "width" if odd_width and not odd_height else "height" if odd_height and not odd_width else "size"
+    return (f". The odd {side} does not fit {plan.pix_fmt}'s subsampled chroma: pass --pix-fmt yuv444p (or "
+            f"yuv444p10le), or use an encoder that takes it, such as --codec ffv1 with a .mkv output")
 
 
 class _RGB:
