@@ -363,6 +363,23 @@ def test_existing_output_is_kept_without_overwrite(clip, tmp_path):
     assert probe(out)["frames"] == 40
 
 
+def test_the_input_is_never_the_output(clip, tmp_path, capsys):
+    source = tmp_path / "in.mp4"
+    source.write_bytes(clip.read_bytes())
+    before = (source.read_bytes(), source.stat().st_mtime_ns)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "link.mp4").symlink_to(source)
+    os.link(source, tmp_path / "hard.mp4")
+    spellings = [source, tmp_path / "a" / ".." / "in.mp4", Path(os.path.relpath(source)), tmp_path / "link.mp4",
+                 tmp_path / "hard.mp4"]  # fmt: skip
+    for output in spellings:
+        for overwrite in ([], ["--overwrite"]):
+            assert main(["video", str(source), "-o", str(output), *overwrite, *MODEL]) == 1
+            assert "is the input" in capsys.readouterr().err
+    assert (source.read_bytes(), source.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "hard.mp4", "in.mp4", "link.mp4"]
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_leaves_no_partial_output(tmp_path, weights_40, sig, code):
     out = tmp_path / "big.mp4"

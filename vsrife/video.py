@@ -182,6 +182,9 @@ def check_paths(source: Path, output: Path, *, overwrite: bool) -> None:
     """VideoError unless ``source`` is a file and ``output`` may be written (a callers' early check too)."""
     if not source.is_file():
         raise VideoError(f"input {source} does not exist")
+    if output.exists() and os.path.samefile(source, output):  # any spelling, a symlink or a hard link
+        raise VideoError(f"output {output} is the input {source}; write to another name (--overwrite cannot "
+                         "replace a file while it is read)")  # fmt: skip
     if output.exists() and not overwrite:
         raise VideoError(f"output {output} exists; pass --overwrite to replace it")
     if not output.parent.is_dir():
