@@ -246,6 +246,121 @@ def test_p010le_frames_convert_like_their_planar_twin():
     assert all(np.array_equal(a, b) for a, b in zip(samples16(back), as_p010le_samples(to_planar.to_frame(rgb))))
 
 
+ASS = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 176
+PlayResY: 144
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, \
+StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,Test Sans,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.00,0:00:00.20,Default,,0,0,0,,Bonjour
+Dialogue: 0,0:00:00.20,0:00:00.40,Default,,0,0,0,,le monde
+"""
+FONT = b"\x00\x01\x00\x00" + bytes(range(256)) * 4  # any bytes: the font is carried, never read
+
+
+@pytest.fixture(scope="module")
+def rich_mkv(tmp_path_factory, weights_40):
+    """10 real frames in Matroska with everything a release carries beside the picture: tagged video,
+    audio and styled-subtitle streams (forced), a font attachment, chapters and a title."""
+    folder = tmp_path_factory.mktemp("rich")
+    sub_file = folder / "subs.ass"
+    sub_file.write_text(ASS)
+    path, rate = folder / "rich.mkv", Fraction(25)
+    with av.open(str(path), "w") as out, av.open(str(sub_file)) as subs:
+        v = out.add_stream("libx264", rate=rate)
+        v.width, v.height, v.pix_fmt, v.options = 176, 144, "yuv420p", {"qp": "0"}
+        v.metadata.update({"title": "Picture", "language": "jpn"})
+        a = out.add_stream("aac", rate=48000)
+        a.metadata.update({"title": "Stereo mix", "language": "eng"})
+        a.disposition = av.stream.Disposition.default
+        s = out.add_stream_from_template(subs.streams[0])
+        s.metadata.update({"title": "Signs", "language": "fre"})
+        s.disposition = av.stream.Disposition.forced
+        out.add_attachment("TestSans.ttf", "application/x-truetype-font", FONT)
+        out.metadata["title"] = "A test film"
+        out.set_chapters([{"id": i + 1, "start": i * 5, "end": i * 5 + 5, "time_base": Fraction(1, 25),
+                           "metadata": {"title": title}} for i, title in enumerate(("Opening", "Ending"))])  # fmt: skip
+        for i, f in enumerate(decoded(fetch_sample("carphone", progress=False), 10)):
+            f.pts, f.time_base, f.pict_type = i, 1 / rate, 0
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        tone = (0.3 * np.sin(np.arange(19200) / 48000 * 2 * np.pi * 440)).astype(np.float32).reshape(1, -1)
+        for start in range(0, tone.shape[1], 1024):
+            f = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = 48000, start
+            out.mux(a.encode(f))
+        out.mux(a.encode(None))
+        for packet in subs.demux():
+            if packet.size:
+                packet.stream = s
+                out.mux(packet)
+    return path
+
+
+def description(path: Path) -> dict:
+    """Everything but the picture, as PyAV reads it back."""
+    with av.open(str(path)) as c:
+        streams = []
+        for s in c.streams:
+            tags = {k: v for k, v in s.metadata.items() if k.upper() not in ("DURATION", "ENCODER")}
+            entry = {"type": s.type, "tags": tags, "disposition": int(s.disposition)}
+            if s.type == "attachment":
+                entry["data"] = s.data
+            elif s.type != "video":
+                entry["packets"] = [bytes(p) for p in c.demux(s) if p.size]
+                c.seek(0)
+            streams.append(entry)
+        chapters = [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]), ch["metadata"])
+                    for ch in c.chapters()]  # fmt: skip
+        title = c.metadata.get("title")
+    return {"streams": streams, "chapters": chapters, "title": title}
+
+
+def test_streams_tags_dispositions_chapters_and_attachments_are_kept(rich_mkv, tmp_path):
+    out = tmp_path / "out.mkv"
+    assert main(["video", str(rich_mkv), "-o", str(out), *MODEL]) == 0
+    src, res = description(rich_mkv), description(out)
+    assert [s["type"] for s in src["streams"]] == ["video", "audio", "subtitle", "attachment"]
+    assert src["streams"][2]["disposition"] == int(av.stream.Disposition.forced)  # the source is what it says
+    assert src["streams"][3]["tags"]["mimetype"] == "application/x-truetype-font" and src["streams"][3]["data"] == FONT
+    assert res == src
+    assert probe(out)["frames"] == 20
+
+
+def test_a_container_that_cannot_hold_a_stream_says_so(rich_mkv, tmp_path, caplog):
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(rich_mkv), "-o", str(out), *MODEL]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # once each, not again for the dry run
+    assert warnings[0].startswith("stream 2 (subtitle ssa) cannot be copied into this container")
+    assert warnings[1].startswith("stream 3 (attachment TestSans.ttf) is not copied: mp4 files hold no attachments")
+    res = description(out)
+    assert res["title"] == "A test film" and [c[2]["title"] for c in res["chapters"]] == ["Opening", "Ending"]
+    assert res["streams"][1]["tags"]["language"] == "eng" and res["streams"][1]["disposition"] == 1
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_rotation_is_kept(tmp_path, weights_40, container):
+    clip, out = tmp_path / "phone.mp4", tmp_path / f"out.{container}"
+    with av.open(str(clip), "w") as o:
+        v = o.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 176, 144, "yuv420p"
+        v.set_display_rotation(90)  # a phone held upright: stored landscape, shown portrait
+        for i, f in enumerate(decoded(fetch_sample("carphone", progress=False), 4)):
+            f.pts, f.time_base, f.pict_type = i, Fraction(1, 30), 0
+            o.mux(v.encode(f))
+        o.mux(v.encode(None))
+    assert [f.rotation for f in decoded(clip)] == [90] * 4
+    assert main(["video", str(clip), "-o", str(out), *MODEL]) == 0
+    assert [f.rotation for f in decoded(out)] == [90] * 8
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vsrife", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, **kwargs)  # fmt: skip

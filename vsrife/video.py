@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import secrets
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,6 +238,8 @@ def interpolate_video(
         with _open_input(av, source) as inp:
             plan = _plan(av, inp, job)
             out = _open_output(av, tmp, inp, plan, job)
+            for reason in out.dropped:
+                log.warning("%s", reason)
             pipeline = _Pipeline(inp, out, plan, on_frame)
             placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan.multi,
                                                                       _RGB.of(av, plan)))  # fmt: skip
@@ -275,6 +278,7 @@ class _Plan:
     matrix: str  # YUV <-> RGB matrix, swscale's name
     colour_range: str  # swscale's name of the source's range
     deep: bool  # more than 8 bits per sample: the network sees 16-bit RGB
+    display_matrix: tuple[int, ...] | None  # the source's rotation and flips, FFmpeg's 3 x 3 layout
 
 
 def _encoder_options(av, job: VideoJob) -> dict[str, str]:
@@ -345,7 +349,34 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
         matrix=_matrix(colour, cc.width, cc.height),
         colour_range=_RANGE.get(colour["color_range"], "MPEG"),
         deep=av.VideoFormat(cc.pix_fmt).components[0].bits > 8,
+        display_matrix=_display_matrix(av, inp.name),
     )
+
+
+def _display_matrix(av, source: str) -> tuple[int, ...] | None:
+    """The display matrix (rotation, flips) of the first video frame, where the source has one: FFmpeg
+    hands the stream's matrix to every decoded frame, and PyAV reads it back only from frames."""
+    try:
+        with av.open(source) as c:
+            for frame in c.decode(video=0):
+                for side_data in frame.side_data:
+                    if side_data.type.name == "DISPLAYMATRIX":
+                        return struct.unpack("=9i", bytes(side_data))
+                return None
+    except (av.error.FFmpegError, OSError, ValueError):  # the decoder says so later, with the whole story
+        return None
+    return None
+
+
+# Matroska's statistics tags describe the old encoding; its muxer writes fresh ones.
+_STATISTICS_TAGS = ("BPS", "DURATION", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES", "_STATISTICS_WRITING_APP",
+                    "_STATISTICS_WRITING_DATE_UTC", "_STATISTICS_TAGS")  # fmt: skip
+
+
+def _tags(metadata: dict[str, str], *drop: str) -> dict[str, str]:
+    """Stream or container tags to carry over: all but Matroska's statistics and those named."""
+    return {k: v for k, v in metadata.items()
+            if k.split("-")[0].upper() not in _STATISTICS_TAGS and k.lower() not in drop}  # fmt: skip
 
 
 @dataclass
@@ -355,6 +386,7 @@ class _Output:
     container: object
     video: object
     copied: dict  # input stream index -> output stream, for packets copied as they are
+    dropped: list[str]  # the input streams the container cannot hold, and why
 
 
 def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
@@ -382,18 +414,49 @@ def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
                 setattr(vout.codec_context, name_, value)
         if vin.sample_aspect_ratio:
             vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
-        copied = {}
-        for s in inp.streams:
-            if s.type in ("audio", "subtitle"):
-                try:
-                    copied[s.index] = out.add_stream_from_template(s)
-                except (ValueError, av.error.FFmpegError) as e:
-                    log.warning("stream %d (%s) cannot be copied into this container: %s", s.index, s.type, e)
+        vout.metadata.update(_tags(vin.metadata, "encoder"))  # language, title, handler_name ...
+        vout.disposition = vin.disposition
+        if plan.display_matrix is not None:
+            vout.set_display_matrix(plan.display_matrix)
+        copied, dropped = _copy_streams(av, inp, out)
+        out.metadata.update(_tags(inp.metadata, "encoder"))
+        out.set_chapters(inp.chapters())
         _start_encoding(av, out, vout, plan, job)
     except BaseException:
         _close_quietly(out)
         raise
-    return _Output(out, vout, copied)
+    return _Output(out, vout, copied, dropped)
+
+
+def _copy_streams(av, inp, out) -> tuple[dict, list[str]]:
+    """Audio, subtitle and attachment streams set up in ``out`` as they are in ``inp``, with their tags and
+    dispositions; returns the audio and subtitle streams (whose packets are copied), and what was left out."""
+    copied, dropped = {}, []
+    video = inp.streams.video[0].index
+    for s in inp.streams:
+        what = f"stream {s.index} ({s.type}{f' {s.codec_context.name}' if s.codec_context else ''})"
+        if s.index == video:
+            continue
+        if s.type == "attachment":
+            name = s.metadata.get("filename", "?")
+            if out.format.name != "matroska":  # Matroska's are the attachments FFmpeg writes
+                dropped.append(f"stream {s.index} (attachment {name}) is not copied: {out.format.name} files "
+                               "hold no attachments; write .mkv to keep it")  # fmt: skip
+                continue
+            out.add_stream_from_template(s)  # its tags (filename, mimetype) and data come with it
+        elif s.type in ("audio", "subtitle"):
+            try:
+                stream = out.add_stream_from_template(s)
+            except (ValueError, av.error.FFmpegError) as e:
+                dropped.append(f"{what} cannot be copied into this container: {e}")
+                continue
+            stream.metadata.update(_tags(s.metadata))
+            stream.disposition = s.disposition
+            copied[s.index] = stream
+        else:
+            dropped.append(f"{what} is not copied: vsrife video carries one video stream and the audio, "
+                           "subtitle and attachment streams")  # fmt: skip
+    return copied, dropped
 
 
 def _start_encoding(av, out, vout, plan: _Plan, job: VideoJob) -> None:
