@@ -495,6 +495,53 @@ def test_the_input_is_never_the_output(clip, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "hard.mp4", "in.mp4", "link.mp4"]
 
 
+@pytest.mark.parametrize("as_folder", [True, False])
+def test_a_batch_loads_the_model_once_and_goes_past_a_failure(clip, cut_clip, tmp_path, capfd, monkeypatch, as_folder):
+    import vsrife.cli
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    (folder / "phone.mp4").write_bytes(clip.read_bytes())
+    (folder / "cut.mp4").write_bytes(cut_clip.read_bytes())
+    (folder / "broken.mkv").write_bytes(bytes(range(256)) * 16)  # not a video, though named like one
+    (folder / "notes.txt").write_text("not a video, and not named like one: a folder's listing skips it")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    loads = []
+    load = vsrife.cli._interpolator
+    monkeypatch.setattr(vsrife.cli, "_interpolator", lambda args: loads.append(args.model) or load(args))
+    if as_folder:  # the folder's video files in name order, written as .mkv
+        order, inputs, ext = ["broken.mkv", "cut.mp4", "phone.mp4"], [str(folder)], ["--ext", "mkv"]
+    else:  # the files named, in that order, keeping their extensions
+        order, ext = ["phone.mp4", "broken.mkv", "cut.mp4"], []
+        inputs = [str(folder / name) for name in order]
+    outputs = {name: out / (Path(name).stem + (".mkv" if ext else Path(name).suffix)) for name in order}
+    capfd.readouterr()
+    assert main(["video", *inputs, "-o", f"{out}{os.sep}", *ext, *MODEL]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert loads == ["4.0"]
+    summary = [line.split() for line in err if line.startswith(("vsrife: ok", "vsrife: failed"))]
+    expected = [["vsrife:", "failed", f"{folder / name}:"] if name == "broken.mkv" else
+                ["vsrife:", "ok", str(folder / name), "->", str(outputs[name])] for name in order]  # fmt: skip
+    assert [line[: len(want)] for line, want in zip(summary, expected)] == expected
+    assert "cannot read" in next(line for line in err if line.startswith("vsrife: failed"))
+    assert err[-1] == "vsrife: error: 1 of 3 files failed"
+    assert sorted(out.iterdir()) == sorted(o for name, o in outputs.items() if name != "broken.mkv")
+    assert probe(outputs["phone.mp4"])["frames"] == 40 and probe(outputs["cut.mp4"])["frames"] == 32
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_batch_refuses_inputs_whose_outputs_collide(clip, tmp_path, capfd):
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "c.mp4").write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    capfd.readouterr()
+    assert main(["video", str(tmp_path / "x" / "c.mp4"), str(tmp_path / "y"), "-o", str(out), *MODEL]) == 1
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "would both be written to" in err and str(out / "c.mp4") in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_leaves_no_partial_output(tmp_path, weights_40, sig, code):
     out = tmp_path / "big.mp4"

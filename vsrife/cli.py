@@ -126,10 +126,11 @@ def _multi(args: argparse.Namespace) -> tuple[Fraction | None, Fraction | None]:
     return multi, None
 
 
-def _progress_bar(total: int | None, quiet: bool, unit: str = "frame"):
+def _progress_bar(total: int | None, quiet: bool, unit: str = "frame", desc: str | None = None):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1,
+                desc=desc)  # fmt: skip
 
 
 def _video_job(args: argparse.Namespace, multi: Fraction | None, fps: Fraction | None):
@@ -178,30 +179,120 @@ def _check_video(source: Path, output: Path, job) -> None:
         raise CommandError(f"{e} ({errors})" if errors else str(e)) from e
 
 
+# What a folder given as input contributes: its files with these extensions (not its subfolders).
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
+                    ".flv", ".wmv", ".ogv", ".3gp", ".nut", ".y4m")  # fmt: skip
+
+
+def _video_tasks(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs, and whether this is a batch (several inputs, or a folder of them).
+
+    A batch, or -o naming a folder (an existing one, or a name ending in /), writes <folder>/<stem><ext>,
+    with each input's extension or --ext. Two inputs that would get the same output name are refused.
+    """
+    inputs: list[Path] = []
+    folder_given = False
+    for name in args.inputs:
+        path = Path(name)
+        if path.is_dir():
+            folder_given = True
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))  # fmt: skip
+            if not found:
+                raise CommandError(f"folder {path} holds no video files ({' '.join(VIDEO_EXTENSIONS)})")
+            inputs += found
+        else:
+            inputs.append(path)
+    batch = folder_given or len(inputs) > 1
+    out = Path(args.output)
+    if not (batch or out.is_dir() or args.output.endswith(("/", os.sep))):
+        if args.ext:
+            raise CommandError("--ext names the outputs written into a folder; here -o names the output file")
+        return [(inputs[0], out)], False
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out} is a file; with several inputs -o names a folder to write them into")
+    ext = "" if not args.ext else args.ext if args.ext.startswith(".") else f".{args.ext}"
+    tasks = [(source, out / f"{source.stem}{ext or source.suffix}") for source in inputs]
+    claimed: dict[str, Path] = {}
+    for source, output in tasks:
+        key = os.path.normcase(os.path.abspath(output))
+        if key in claimed:
+            raise CommandError(f"{claimed[key]} and {source} would both be written to {output}; rename one, "
+                               "or run them separately")  # fmt: skip
+        claimed[key] = source
+    return tasks, batch
+
+
+def _progress_total(source: Path, multi: Fraction | None, fps: Fraction | None) -> int | None:
+    from .video import probe
+
+    try:
+        info = probe(source, count=False)  # the container's count: no need to read hours of video twice
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise CommandError(f"cannot read {source}: {e}") from e
+    factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
+    return output_count(info["frames"], factor) if info["frames"] and factor else None
+
+
 def run_video(args: argparse.Namespace) -> int:
-    from .video import VideoError, interpolate_video, probe
+    from .video import VideoError, interpolate_video
 
     multi, fps = _multi(args)
     job = _video_job(args, multi, fps)
-    source, output = Path(args.input), Path(args.output)
-    _check_video(source, output, job)  # paths, input, encoder and container: before any model is loaded
-    try:
-        info = probe(source, count=False)  # for the progress bar: no need to read hours of video twice
-    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
-        raise CommandError(f"cannot read {source}: {e}") from e
-    it = _interpolator(args)
-    factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
-    total = output_count(info["frames"], factor) if info["frames"] and factor else None
-    with _progress_bar(total, args.quiet) as bar:
+    tasks, batch = _video_tasks(args)
+    if tasks[0][1] != Path(args.output):  # named into a folder
         try:
-            result = interpolate_video(source, output, it, job, on_frame=bar.update)
-        except VideoError as e:
-            raise CommandError(str(e)) from e
-    log.info("%d source frames -> %d frames (%d interpolated, %d scene cuts)", result.source_frames,
-             result.output_frames, result.interpolated, result.cuts)  # fmt: skip
-    print(f"{output}: {result.output_frames} frames at {float(result.fps):.3f} fps "
-          f"({result.interpolated} interpolated, {result.cuts} scene cuts kept sharp)", file=sys.stderr)  # fmt: skip
+            tasks[0][1].parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CommandError(f"cannot create output folder {tasks[0][1].parent}: {e}") from e
+    failed: dict[Path, str] = {}
+    ready = []
+    for source, output in tasks:  # every check that needs no model, for every file, before the model loads
+        try:
+            _check_video(source, output, job)
+            ready.append((source, output, _progress_total(source, multi, fps)))
+        except CommandError as e:
+            if not batch:
+                raise
+            failed[source] = str(e)
+    done: dict[Path, str] = {}
+    try:
+        it = _interpolator(args) if ready else None  # one model for every file
+        for source, output, total in ready:
+            try:
+                with _progress_bar(total, args.quiet, desc=source.name if batch else None) as bar:
+                    result = interpolate_video(source, output, it, job, on_frame=bar.update)
+            except VideoError as e:
+                if not batch:
+                    raise CommandError(str(e)) from e
+                failed[source] = str(e)
+                continue
+            except Exception as e:  # one file's failure (out of memory, ...) does not end a batch
+                if not batch:
+                    raise
+                failed[source] = f"{type(e).__name__}: {e}"
+                continue
+            log.info("%d source frames -> %d frames (%d interpolated, %d scene cuts)", result.source_frames,
+                     result.output_frames, result.interpolated, result.cuts)  # fmt: skip
+            done[source] = (f"{output}: {result.output_frames} frames at {float(result.fps):.3f} fps "
+                            f"({result.interpolated} interpolated, {result.cuts} scene cuts kept sharp)")  # fmt: skip
+            print(done[source], file=sys.stderr)
+    finally:
+        if batch:  # also when interrupted: what was finished is complete and stays
+            _batch_summary(tasks, done, failed)
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(tasks)} files failed")
     return 0
+
+
+def _batch_summary(tasks: list[tuple[Path, Path]], done: dict[Path, str], failed: dict[Path, str]) -> None:
+    for source, output in tasks:
+        if source in done:
+            print(f"vsrife: ok      {source} -> {output}", file=sys.stderr)
+        elif source in failed:
+            print(f"vsrife: failed  {source}: {failed[source]}", file=sys.stderr)
+        else:
+            print(f"vsrife: not run {source}", file=sys.stderr)
 
 
 def _read_image(path: Path):
@@ -306,9 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(run=models_import)
     sub.add_parser("verify", help="re-hash every cached model").set_defaults(run=models_verify)
 
-    video = commands.add_parser("video", help="interpolate a video file (audio and subtitles are copied)")
-    video.add_argument("input", help="input video")
-    video.add_argument("-o", "--output", required=True, help="output video (its extension picks the container)")
+    video = commands.add_parser("video", help="interpolate video files (audio, subtitles and tags are kept)")
+    video.add_argument("inputs", nargs="+", metavar="INPUT", help="input video(s), or folders of them")
+    video.add_argument("-o", "--output", required=True,
+                       help="output video (its extension picks the container), or a folder for several inputs")  # fmt: skip
+    video.add_argument("--ext", help="extension of the outputs written into a folder (default: each input's)")
     rate = video.add_mutually_exclusive_group()
     rate.add_argument("--multi", default="2", help="frame-rate multiplier, an integer or a ratio like 5/2 (default 2)")
     rate.add_argument("--fps", help="target frame rate instead, e.g. 60 or 60000/1001")
