@@ -389,6 +389,8 @@ def test_a_write_failure_mid_run_stops_every_thread(clip, tmp_path):
 
 
 def test_errors_are_clear_and_exit_non_zero(clip, tmp_path):
+    """Every refusal: exit status 1, one line that starts with `vsrife: error:`, nothing on stdout, no file
+    written, the inputs untouched."""
     out = str(tmp_path / "o.mp4")
     audio_only = tmp_path / "tone.m4a"
     with av.open(str(clip)) as c, av.open(str(audio_only), "w") as o:
@@ -399,9 +401,15 @@ def test_errors_are_clear_and_exit_non_zero(clip, tmp_path):
                 o.mux(p)
     text = tmp_path / "notes.txt"
     text.write_text("not a video")
+    broken = tmp_path / "broken.mkv"
+    broken.write_bytes(bytes(range(256)) * 16)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     cases = [
         (["video", str(tmp_path / "missing.mp4"), "-o", out], "does not exist"),
         (["video", str(text), "-o", out], "cannot read"),
+        (["video", str(broken), "-o", out], "cannot read"),
         (["video", str(audio_only), "-o", out], "has no video stream"),
         (["video", str(clip), "-o", out, "--fps", "fast"], "not a number or a ratio"),
         (["video", str(clip), "-o", out, "--fps", "24"], "must be above the source rate"),
@@ -409,16 +417,22 @@ def test_errors_are_clear_and_exit_non_zero(clip, tmp_path):
         (["video", str(clip), "-o", out, "--model", "9.9"], "unknown model '9.9'"),
         (["video", str(clip), "-o", str(tmp_path / "no" / "dir" / "o.mp4")], "does not exist"),
         (["video", str(clip), "-o", str(text / "o.mp4")], "does not exist"),
+        (["video", str(clip), "-o", out, "--ext", "mkv"], "--ext names the outputs written into a folder"),
+        (["video", str(clip), str(broken), "-o", str(text)], "is a file; with several inputs -o names a folder"),
+        (["video", str(empty), "-o", str(tmp_path / "outs")], "holds no video files"),
+        (["video", str(clip), "-o", out, "-x", "qp"], "takes KEY=VALUE"),
     ]
     for args, message in cases:
         done = run_cli(args[0], *MODEL, *args[1:])  # a case's own --model comes last and wins
-        assert done.returncode == 1, (args, done.stderr)
-        assert message in done.stderr, (args, done.stderr)
-        assert done.stdout == ""
+        assert message in one_error_line(done), (args, done.stderr)
     done = run_cli("video", str(clip), "-o", out, "--model", "4.22", "--no-download", "-q",
-                   env={"VSRIFE_MODEL_DIR": str(tmp_path / "empty")})  # fmt: skip
-    assert done.returncode == 1 and "vsrife models download 4.22" in done.stderr
-    assert not Path(out).exists()
+                   env={"VSRIFE_MODEL_DIR": str(tmp_path / "models")})  # fmt: skip
+    assert "vsrife models download 4.22" in one_error_line(done)  # a several-line message, on one line
+    done = run_cli("video", str(clip))  # argparse's own complaints take the same form (status 2)
+    assert done.returncode == 2 and done.stderr.startswith("vsrife: error: the following arguments are required")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["empty"]
 
 
 def codec_available(codec: str):

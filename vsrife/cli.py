@@ -10,7 +10,9 @@ import signal
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +33,18 @@ log = logging.getLogger(_package)
 
 class CommandError(Exception):
     """A failure the user can act on: printed as one line, exit status 1."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its complaints in the same one-line form as every other error (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"vsrife: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _human(size: int | None) -> str:
@@ -353,10 +367,11 @@ def run_images(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import DemoError, run
+    from .video import VideoError
 
     try:
         paths = run(Path(args.output), model=args.model, sample=args.sample, quiet=args.quiet)
-    except (DemoError, WeightsError, ValueError) as e:
+    except (DemoError, VideoError, WeightsError, ValueError) as e:
         raise CommandError(str(e)) from e
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -378,7 +393,7 @@ def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsrife", description="RIFE frame interpolation.")
+    parser = _Parser(prog="vsrife", description="RIFE frame interpolation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -456,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except CommandError as e:
-        print(f"vsrife: error: {e}", file=sys.stderr)
+        print(f"vsrife: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vsrife: interrupted; nothing was written under the output name", file=sys.stderr)
@@ -467,3 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `vsrife models list | head`
         sys.stdout = None  # type: ignore[assignment]  # nothing more can be written, not even at exit
         return 141
+    except Exception as e:  # noqa: BLE001 - unforeseen (a bug, the device out of memory): one line too
+        if args.verbose:
+            traceback.print_exc()
+        where = "" if args.verbose else " (`vsrife -v ...` shows where)"
+        print(f"vsrife: error: {type(e).__name__}: {_one_line(str(e))}{where}", file=sys.stderr)
+        return 1
