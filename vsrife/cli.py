@@ -12,9 +12,9 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
 from fractions import Fraction
 from pathlib import Path
+from typing import NoReturn
 
 from . import __name__ as _package
 from .catalogue import release_names, releases

@@ -1,8 +1,11 @@
-"""Video in, video out, without VapourSynth: decode (PyAV/FFmpeg), interpolate, encode, keep audio.
+"""Video in, video out, without VapourSynth: decode (PyAV/FFmpeg), interpolate, encode, keep the rest.
 
-Decoding, inference and encoding run in three threads joined by bounded queues, so the engine is never
-idle waiting for I/O and memory stays bounded. The output is written to a temporary file beside the
-target and renamed only when complete.
+A job is a few named steps: open the input; plan (rates, formats, encoder options, checked); open the
+output (streams, tags, chapters; the header is written, which opens the encoder, so bad settings fail
+before any frame is decoded: :func:`check_job` does the same into memory); run the pipeline, where
+decoding, the placement loop (:func:`_place_frames`, with inference) and encoding run in three threads
+joined by bounded queues, so the engine is never idle waiting for I/O and memory stays bounded; close.
+The output is written to a temporary file beside the target and renamed only when complete.
 """
 
 from __future__ import annotations
@@ -229,7 +232,13 @@ def interpolate_video(
     job: VideoJob,
     on_frame: Callable[[int], None] | None = None,
 ) -> VideoResult:
-    """Interpolate the first video stream of ``source`` into ``output``; copy audio and subtitles as they are."""
+    """Interpolate the first video stream of ``source`` into ``output``.
+
+    Audio and subtitle packets are copied as they are; stream tags and dispositions, rotation, chapters,
+    the container's tags and Matroska attachments are kept where the output's container holds them (a
+    warning names what it cannot). ``on_frame(1)`` is called for every output frame. VideoError says what
+    went wrong; the output appears, complete, only on success.
+    """
     av = _av()
     source, output = Path(source), Path(output)
     check_paths(source, output, overwrite=job.overwrite)
@@ -321,6 +330,7 @@ def _encoder_options(av, job: VideoJob) -> dict[str, str]:
 
 
 def _plan(av, inp, job: VideoJob) -> _Plan:
+    """Rates, formats, colour and encoder options; VideoError for what cannot work, before any output exists."""
     options = _encoder_options(av, job)
     vin = inp.streams.video[0]
     src_rate = Fraction(vin.average_rate) if vin.average_rate else Fraction(0)
@@ -336,7 +346,6 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
     rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
-    options = _encoder_options(av, job)
     return _Plan(
         multi=multi,
         rate=rate,
@@ -409,9 +418,9 @@ def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
         vout.pix_fmt = plan.pix_fmt
         vout.time_base = Fraction(1) / plan.rate  # the muxer may change the stream's time base later
         vout.options = dict(plan.options)
-        for name_, value in plan.colour.items():
-            if value and hasattr(vout.codec_context, name_):
-                setattr(vout.codec_context, name_, value)
+        for prop, value in plan.colour.items():
+            if value and hasattr(vout.codec_context, prop):
+                setattr(vout.codec_context, prop, value)
         if vin.sample_aspect_ratio:
             vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
         vout.metadata.update(_tags(vin.metadata, "encoder"))  # language, title, handler_name ...
@@ -434,9 +443,9 @@ def _copy_streams(av, inp, out) -> tuple[dict, list[str]]:
     copied, dropped = {}, []
     video = inp.streams.video[0].index
     for s in inp.streams:
-        what = f"stream {s.index} ({s.type}{f' {s.codec_context.name}' if s.codec_context else ''})"
         if s.index == video:
             continue
+        what = f"stream {s.index} ({s.type}{f' {s.codec_context.name}' if s.codec_context else ''})"
         if s.type == "attachment":
             name = s.metadata.get("filename", "?")
             if out.format.name != "matroska":  # Matroska's are the attachments FFmpeg writes
@@ -494,8 +503,10 @@ def _odd_size_hint(av, plan: _Plan) -> str:
     if not (odd_width or odd_height):
         return ""
     side = "width" if odd_width and not odd_height else "height" if odd_height and not odd_width else "size"
-    return (f". The odd {side} does not fit {plan.pix_fmt}'s subsampled chroma: pass --pix-fmt yuv444p (or "
-            f"yuv444p10le), or use an encoder that takes it, such as --codec ffv1 with a .mkv output")
+    return (
+        f". The odd {side} does not fit {plan.pix_fmt}'s subsampled chroma: pass --pix-fmt yuv444p (or "
+        f"yuv444p10le), or use an encoder that takes it, such as --codec ffv1 with a .mkv output"
+    )
 
 
 class _RGB:
