@@ -7,6 +7,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -433,6 +434,70 @@ def test_errors_are_clear_and_exit_non_zero(clip, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["empty"]
+
+
+def test_an_encoder_failure_while_decoding_lags_ends_the_run(tmp_path, monkeypatch, weights_40):
+    """The hang, reproduced: the decoder is slower than inference (every packet read 0.5 s late) and the
+    encoder fails on its first frame, after the placement loop has emitted its frames and waits for the
+    next. It used to wait forever for a frame the decoder, told to stop, never sent (the code before the
+    fix hung here in every try); now every stage gives up within a poll. A watchdog bounds the wait."""
+    import vsrife.video as video
+    from vsrife.engine import Interpolator
+
+    class LaggingInput:
+        def __init__(self, inp):
+            self._inp = inp
+
+        def __getattr__(self, name):
+            return getattr(self._inp, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._inp.close()
+
+        def demux(self, *streams):
+            for packet in self._inp.demux(*streams):
+                time.sleep(0.5)
+                yield packet
+
+    class FailingEncoder:
+        def __init__(self, stream):
+            self._stream = stream
+
+        def __getattr__(self, name):
+            return getattr(self._stream, name)
+
+        def encode(self, frame=None):
+            time.sleep(0.2)  # as long as opening a real encoder takes
+            raise RuntimeError("the encoder gave up")
+
+    open_input, open_output = video._open_input, video._open_output
+    monkeypatch.setattr(video, "_open_input", lambda av, source: LaggingInput(open_input(av, source)))
+
+    def failing_output(*args, **kwargs):
+        out = open_output(*args, **kwargs)
+        out.video = FailingEncoder(out.video)
+        return out
+
+    monkeypatch.setattr(video, "_open_output", failing_output)
+    outcome = []
+
+    def job() -> None:
+        try:
+            video.interpolate_video(fetch_sample("carphone", progress=False), tmp_path / "o.mp4",
+                                    Interpolator("4.0", device="cpu"), video.VideoJob())  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - the outcome is the test's subject
+            outcome.append(e)
+
+    worker = threading.Thread(target=job, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "interpolate_video hung after the encoder failed"
+    assert len(outcome) == 1 and isinstance(outcome[0], video.VideoError), outcome
+    assert str(outcome[0]) == "encoding failed: the encoder gave up"
+    assert list(tmp_path.iterdir()) == []
 
 
 def codec_available(codec: str):
