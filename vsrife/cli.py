@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
+import traceback
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import NoReturn
 
 from . import __name__ as _package
 from .catalogue import release_names, releases
@@ -28,6 +33,18 @@ log = logging.getLogger(_package)
 
 class CommandError(Exception):
     """A failure the user can act on: printed as one line, exit status 1."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its complaints in the same one-line form as every other error (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"vsrife: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _human(size: int | None) -> str:
@@ -123,49 +140,173 @@ def _multi(args: argparse.Namespace) -> tuple[Fraction | None, Fraction | None]:
     return multi, None
 
 
-def _progress_bar(total: int | None, quiet: bool, unit: str = "frame"):
+def _progress_bar(total: int | None, quiet: bool, unit: str = "frame", desc: str | None = None):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True, smoothing=0.1,
+                desc=desc)  # fmt: skip
 
 
-def run_video(args: argparse.Namespace) -> int:
-    from .video import VideoError, VideoJob, check_paths, interpolate_video, probe
+def _video_job(args: argparse.Namespace, multi: Fraction | None, fps: Fraction | None):
+    from .video import CRF_RANGE, VideoJob
 
-    multi, fps = _multi(args)
-    source, output = Path(args.input), Path(args.output)
-    try:
-        check_paths(source, output, overwrite=args.overwrite)  # before any model is loaded
-    except VideoError as e:
-        raise CommandError(str(e)) from e
-    try:
-        info = probe(source, count=False)  # for the progress bar: no need to read hours of video twice
-    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
-        raise CommandError(f"cannot read {source}: {e}") from e
-    if not info["fps"] and fps is not None:
-        raise CommandError(f"{source} has no constant frame rate, so --fps cannot be met; use --multi")
     try:
         options = dict(item.split("=", 1) for item in args.encoder_option)
     except ValueError as e:
         raise CommandError(f"--encoder-option takes KEY=VALUE, not {args.encoder_option}") from e
-    job = VideoJob(
-        multi=multi, fps=fps, codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-        scene_detection=not args.no_sc, scene_threshold=args.sc_threshold, overwrite=args.overwrite,
-        encoder_options=options,
+    if args.crf is not None and args.codec not in CRF_RANGE:
+        raise CommandError(f"--crf is for {', '.join(CRF_RANGE)}; give {args.codec}'s own options with -x KEY=VALUE")
+    return VideoJob(
+        multi=multi, fps=fps, codec=args.codec, crf=18 if args.crf is None else args.crf, preset=args.preset,
+        pix_fmt=args.pix_fmt, scene_detection=not args.no_sc, scene_threshold=args.sc_threshold,
+        overwrite=args.overwrite, encoder_options=options,
     )  # fmt: skip
-    it = _interpolator(args)
-    factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
-    total = output_count(info["frames"], factor) if info["frames"] and factor else None
-    with _progress_bar(total, args.quiet) as bar:
+
+
+@contextlib.contextmanager
+def _library_output():
+    """What C libraries print straight to the terminal meanwhile (x264, x265 and SVT-AV1 write to stderr
+    themselves): kept out of the terminal and handed over as lines, e.g. to complete an error message."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
         try:
-            result = interpolate_video(source, output, it, job, on_frame=bar.update)
-        except VideoError as e:
-            raise CommandError(str(e)) from e
-    log.info("%d source frames -> %d frames (%d interpolated, %d scene cuts)", result.source_frames,
-             result.output_frames, result.interpolated, result.cuts)  # fmt: skip
-    print(f"{output}: {result.output_frames} frames at {float(result.fps):.3f} fps "
-          f"({result.interpolated} interpolated, {result.cuts} scene cuts kept sharp)", file=sys.stderr)  # fmt: skip
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def _check_video(source: Path, output: Path, job) -> None:
+    """The job's dry run (see video.check_job), with what the encoder library said when it refuses."""
+    from .video import VideoError, check_job
+
+    try:
+        with _library_output() as said:
+            check_job(source, output, job)
+    except VideoError as e:
+        errors = "; ".join(line for line in said if "error" in line.lower())
+        raise CommandError(f"{e} ({errors})" if errors else str(e)) from e
+
+
+# What a folder given as input contributes: its files with these extensions (not its subfolders).
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".m4v", ".mov", ".avi", ".webm", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
+                    ".flv", ".wmv", ".ogv", ".3gp", ".nut", ".y4m")  # fmt: skip
+
+
+def _video_tasks(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], bool]:
+    """(input, output) pairs, and whether this is a batch (several inputs, or a folder of them).
+
+    A batch, or -o naming a folder (an existing one, or a name ending in /), writes <folder>/<stem><ext>,
+    with each input's extension or --ext. Two inputs that would get the same output name are refused.
+    """
+    inputs: list[Path] = []
+    folder_given = False
+    for name in args.inputs:
+        path = Path(name)
+        if path.is_dir():
+            folder_given = True
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))  # fmt: skip
+            if not found:
+                raise CommandError(f"folder {path} holds no video files ({' '.join(VIDEO_EXTENSIONS)})")
+            inputs += found
+        else:
+            inputs.append(path)
+    batch = folder_given or len(inputs) > 1
+    out = Path(args.output)
+    if not (batch or out.is_dir() or args.output.endswith(("/", os.sep))):
+        if args.ext:
+            raise CommandError("--ext names the outputs written into a folder; here -o names the output file")
+        return [(inputs[0], out)], False
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out} is a file; with several inputs -o names a folder to write them into")
+    ext = "" if not args.ext else args.ext if args.ext.startswith(".") else f".{args.ext}"
+    tasks = [(source, out / f"{source.stem}{ext or source.suffix}") for source in inputs]
+    claimed: dict[str, Path] = {}
+    for source, output in tasks:
+        key = os.path.normcase(os.path.abspath(output))
+        if key in claimed:
+            raise CommandError(f"{claimed[key]} and {source} would both be written to {output}; rename one, "
+                               "or run them separately")  # fmt: skip
+        claimed[key] = source
+    return tasks, batch
+
+
+def _progress_total(source: Path, multi: Fraction | None, fps: Fraction | None) -> int | None:
+    from .video import probe
+
+    try:
+        info = probe(source, count=False)  # the container's count: no need to read hours of video twice
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise CommandError(f"cannot read {source}: {e}") from e
+    factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
+    return output_count(info["frames"], factor) if info["frames"] and factor else None
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from .video import VideoError, interpolate_video
+
+    multi, fps = _multi(args)
+    job = _video_job(args, multi, fps)
+    tasks, batch = _video_tasks(args)
+    if tasks[0][1] != Path(args.output):  # named into a folder
+        try:
+            tasks[0][1].parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CommandError(f"cannot create output folder {tasks[0][1].parent}: {e}") from e
+    failed: dict[Path, str] = {}
+    ready = []
+    for source, output in tasks:  # every check that needs no model, for every file, before the model loads
+        try:
+            _check_video(source, output, job)
+            ready.append((source, output, _progress_total(source, multi, fps)))
+        except CommandError as e:
+            if not batch:
+                raise
+            failed[source] = str(e)
+    done: dict[Path, str] = {}
+    try:
+        it = _interpolator(args) if ready else None  # one model for every file
+        for source, output, total in ready:
+            try:
+                with _progress_bar(total, args.quiet, desc=source.name if batch else None) as bar:
+                    result = interpolate_video(source, output, it, job, on_frame=bar.update)
+            except VideoError as e:
+                if not batch:
+                    raise CommandError(str(e)) from e
+                failed[source] = str(e)
+                continue
+            except Exception as e:  # one file's failure (out of memory, ...) does not end a batch
+                if not batch:
+                    raise
+                failed[source] = f"{type(e).__name__}: {e}"
+                continue
+            log.info("%d source frames -> %d frames (%d interpolated, %d scene cuts)", result.source_frames,
+                     result.output_frames, result.interpolated, result.cuts)  # fmt: skip
+            done[source] = (f"{output}: {result.output_frames} frames at {float(result.fps):.3f} fps "
+                            f"({result.interpolated} interpolated, {result.cuts} scene cuts kept sharp)")  # fmt: skip
+            print(done[source], file=sys.stderr)
+    finally:
+        if batch:  # also when interrupted: what was finished is complete and stays
+            _batch_summary(tasks, done, failed)
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(tasks)} files failed")
     return 0
+
+
+def _batch_summary(tasks: list[tuple[Path, Path]], done: dict[Path, str], failed: dict[Path, str]) -> None:
+    for source, output in tasks:
+        if source in done:
+            print(f"vsrife: ok      {source} -> {output}", file=sys.stderr)
+        elif source in failed:
+            print(f"vsrife: failed  {source}: {failed[source]}", file=sys.stderr)
+        else:
+            print(f"vsrife: not run {source}", file=sys.stderr)
 
 
 def _read_image(path: Path):
@@ -226,10 +367,11 @@ def run_images(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import DemoError, run
+    from .video import VideoError
 
     try:
         paths = run(Path(args.output), model=args.model, sample=args.sample, quiet=args.quiet)
-    except (DemoError, WeightsError, ValueError) as e:
+    except (DemoError, VideoError, WeightsError, ValueError) as e:
         raise CommandError(str(e)) from e
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -251,7 +393,7 @@ def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsrife", description="RIFE frame interpolation.")
+    parser = _Parser(prog="vsrife", description="RIFE frame interpolation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -270,9 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(run=models_import)
     sub.add_parser("verify", help="re-hash every cached model").set_defaults(run=models_verify)
 
-    video = commands.add_parser("video", help="interpolate a video file (audio and subtitles are copied)")
-    video.add_argument("input", help="input video")
-    video.add_argument("-o", "--output", required=True, help="output video (its extension picks the container)")
+    video = commands.add_parser("video", help="interpolate video files (audio, subtitles and tags are kept)")
+    video.add_argument("inputs", nargs="+", metavar="INPUT", help="input video(s), or folders of them")
+    video.add_argument("-o", "--output", required=True,
+                       help="output video (its extension picks the container), or a folder for several inputs")  # fmt: skip
+    video.add_argument("--ext", help="extension of the outputs written into a folder (default: each input's)")
     rate = video.add_mutually_exclusive_group()
     rate.add_argument("--multi", default="2", help="frame-rate multiplier, an integer or a ratio like 5/2 (default 2)")
     rate.add_argument("--fps", help="target frame rate instead, e.g. 60 or 60000/1001")
@@ -281,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"scene-cut threshold, mean luma difference (default {SCENE_THRESHOLD})")  # fmt: skip
     enc = video.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
-    enc.add_argument("--crf", type=int, default=18, help="quality for x264/x265/vp9/svt-av1 (default 18)")
-    enc.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+    enc.add_argument("--crf", type=int, help="quality for x264/x265 (0-51), vp9/svt-av1 (0-63) (default 18)")
+    enc.add_argument("--preset", help="encoder preset (default medium for x264/x265)")
     enc.add_argument("--pix-fmt", help="output pixel format (default: the source's)")
     enc.add_argument("-x", "--encoder-option", action="append", default=[], metavar="KEY=VALUE",
                      help="FFmpeg encoder option, repeatable (e.g. -x qp=0 for lossless x264; replaces --crf)")  # fmt: skip
@@ -327,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except CommandError as e:
-        print(f"vsrife: error: {e}", file=sys.stderr)
+        print(f"vsrife: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vsrife: interrupted; nothing was written under the output name", file=sys.stderr)
@@ -338,3 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `vsrife models list | head`
         sys.stdout = None  # type: ignore[assignment]  # nothing more can be written, not even at exit
         return 141
+    except Exception as e:  # noqa: BLE001 - unforeseen (a bug, the device out of memory): one line too
+        if args.verbose:
+            traceback.print_exc()
+        where = "" if args.verbose else " (`vsrife -v ...` shows where)"
+        print(f"vsrife: error: {type(e).__name__}: {_one_line(str(e))}{where}", file=sys.stderr)
+        return 1

@@ -1,16 +1,21 @@
-"""Video in, video out, without VapourSynth: decode (PyAV/FFmpeg), interpolate, encode, keep audio.
+"""Video in, video out, without VapourSynth: decode (PyAV/FFmpeg), interpolate, encode, keep the rest.
 
-Decoding, inference and encoding run in three threads joined by bounded queues, so the engine is never
-idle waiting for I/O and memory stays bounded. The output is written to a temporary file beside the
-target and renamed only when complete.
+A job is a few named steps: open the input; plan (rates, formats, encoder options, checked); open the
+output (streams, tags, chapters; the header is written, which opens the encoder, so bad settings fail
+before any frame is decoded: :func:`check_job` does the same into memory); run the pipeline, where
+decoding, the placement loop (:func:`_place_frames`, with inference) and encoding run in three threads
+joined by bounded queues, so the engine is never idle waiting for I/O and memory stays bounded; close.
+The output is written to a temporary file beside the target and renamed only when complete.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
 import secrets
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +28,27 @@ import torch
 from .engine import Interpolator
 from .timing import SCENE_THRESHOLD, luma_thumbnail, output_count, plan_frame, rate_factor, scene_difference
 
-__all__ = ["VideoError", "VideoJob", "VideoResult", "check_paths", "frames_of", "interpolate_video", "probe"]
+__all__ = [
+    "CRF_RANGE",
+    "VideoError",
+    "VideoJob",
+    "VideoResult",
+    "check_job",
+    "check_paths",
+    "frames_of",
+    "interpolate_video",
+    "probe",
+]
 
 log = logging.getLogger("vsrife")
 
 _QUEUE = 8  # frames in flight between the stages
-_HIGH_DEPTH = ("10", "12", "16")
+_POLL = 0.1  # seconds a stage waits on a queue before it looks whether another stage failed
+
+# The encoders vsrife gives a constant-quality setting (--crf), and the range each takes.
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")  # fmt: skip
 
 
 class VideoError(RuntimeError):
@@ -50,8 +70,8 @@ class VideoJob:
     multi: Fraction | None = Fraction(2)
     fps: Fraction | None = None
     codec: str = "libx264"
-    crf: int | None = 18
-    preset: str | None = "medium"
+    crf: int | None = 18  # for the encoders in CRF_RANGE; others take their own options
+    preset: str | None = None  # None: medium for x264/x265, else the encoder's own default
     pix_fmt: str | None = None  # default: the source's, where the encoder takes it
     scene_detection: bool = True
     scene_threshold: float = SCENE_THRESHOLD
@@ -114,16 +134,24 @@ def _matrix(colour: dict, width: int, height: int) -> str:
 
 
 def _out_pix_fmt(av, codec: str, source: str, requested: str | None) -> str:
+    """The requested format, else the source's where the encoder takes it, else the encoder's format most
+    like it: the same kind (RGB or YUV), chroma subsampling, depth (8 bits or more) and components, in that
+    order of importance."""
     if requested:
         return requested
     formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
     if not formats or source in formats:
         return source
-    family = source.split("p")[0]  # yuv420 / yuv422 / yuv444 / gbr ...
-    deep = any(d in source for d in _HIGH_DEPTH)
-    for f in formats:
-        if f.startswith(family) and any(d in f for d in _HIGH_DEPTH) == deep:
-            return f
+
+    def traits(name: str) -> tuple:
+        f = av.VideoFormat(name)
+        return (f.is_rgb, f.chroma_width(64), f.chroma_height(64), f.components[0].bits > 8, len(f.components))
+
+    wanted = traits(source)
+    for significant in (5, 4, 3):  # drop the least important trait until one matches
+        for f in formats:
+            if traits(f)[:significant] == wanted[:significant]:
+                return f
     return formats[0]
 
 
@@ -132,15 +160,24 @@ def _temp_path(output: Path) -> Path:
 
 
 class _Stop(Exception):
-    pass
+    """Another stage of the pipeline failed: this one gives up."""
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            q.put(item, timeout=0.1)
+            q.put(item, timeout=_POLL)
             return
         except queue.Full:
+            continue
+    raise _Stop
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return q.get(timeout=_POLL)
+        except queue.Empty:
             continue
     raise _Stop
 
@@ -149,12 +186,43 @@ def check_paths(source: Path, output: Path, *, overwrite: bool) -> None:
     """VideoError unless ``source`` is a file and ``output`` may be written (a callers' early check too)."""
     if not source.is_file():
         raise VideoError(f"input {source} does not exist")
+    if output.exists() and os.path.samefile(source, output):  # any spelling, a symlink or a hard link
+        raise VideoError(f"output {output} is the input {source}; write to another name (--overwrite cannot "
+                         "replace a file while it is read)")  # fmt: skip
     if output.exists() and not overwrite:
         raise VideoError(f"output {output} exists; pass --overwrite to replace it")
     if not output.parent.is_dir():
         raise VideoError(f"output folder {output.parent} does not exist")
     if not os.access(output.parent, os.W_OK):
         raise VideoError(f"output folder {output.parent} is not writable")
+
+
+def check_job(source: str | os.PathLike[str], output: str | os.PathLike[str], job: VideoJob) -> None:
+    """VideoError unless ``job`` can start on ``source``: the paths (as :func:`check_paths`), a video stream
+    with a usable rate, and the encoder and container opened with the job's settings at the source's size
+    and pixel format in a dry run that writes into memory. Nothing is decoded and no file is written."""
+    av = _av()
+    source, output = Path(source), Path(output)
+    check_paths(source, output, overwrite=job.overwrite)
+    with _open_input(av, source) as inp:
+        plan = _plan(av, inp, job)
+        out = _open_output(av, _MemoryFile(output.name), inp, plan, job)
+        _close_quietly(out.container)
+
+
+class _MemoryFile(io.BytesIO):
+    """A file in memory whose name tells FFmpeg the container, as the output's would."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+
+def _close_quietly(container) -> None:
+    try:
+        container.close()
+    except Exception as e:  # noqa: BLE001 - a discarded output: the failure that led here is what matters
+        log.debug("closing a discarded output: %s", e)
 
 
 def interpolate_video(
@@ -164,31 +232,107 @@ def interpolate_video(
     job: VideoJob,
     on_frame: Callable[[int], None] | None = None,
 ) -> VideoResult:
-    """Interpolate the first video stream of ``source`` into ``output``; copy audio and subtitles as they are."""
+    """Interpolate the first video stream of ``source`` into ``output``.
+
+    Audio and subtitle packets are copied as they are; stream tags and dispositions, rotation, chapters,
+    the container's tags and Matroska attachments are kept where the output's container holds them (a
+    warning names what it cannot). ``on_frame(1)`` is called for every output frame. VideoError says what
+    went wrong; the output appears, complete, only on success.
+    """
     av = _av()
     source, output = Path(source), Path(output)
     check_paths(source, output, overwrite=job.overwrite)
-    try:
-        inp = av.open(str(source))
-    except (av.error.FFmpegError, OSError) as e:
-        raise VideoError(f"cannot read {source}: {e}") from e
     tmp = _temp_path(output)
     try:
-        with inp:
-            if not inp.streams.video:
-                raise VideoError(f"{source} has no video stream")
-            result = _run(av, inp, tmp, interpolator, job, on_frame)
+        with _open_input(av, source) as inp:
+            plan = _plan(av, inp, job)
+            out = _open_output(av, tmp, inp, plan, job)
+            for reason in out.dropped:
+                log.warning("%s", reason)
+            pipeline = _Pipeline(inp, out, plan, on_frame)
+            placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan.multi,
+                                                                      _RGB.of(av, plan)))  # fmt: skip
         os.replace(tmp, output)
-        return VideoResult(output, *result)
+        return VideoResult(output, placed.source_frames, pipeline.emitted, placed.interpolated, placed.cuts, plan.rate)
     except OSError as e:
         raise VideoError(f"writing {output} failed ({e}); nothing was written under that name") from e
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple:
+def _open_input(av, source: Path):
+    """The source, opened for decoding; VideoError unless it has a video stream."""
+    try:
+        inp = av.open(str(source))
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"cannot read {source}: {e}") from e
+    if not inp.streams.video:
+        inp.close()
+        raise VideoError(f"{source} has no video stream")
+    return inp
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a job does to its input, decided before any frame is decoded."""
+
+    multi: Fraction  # output frames per source frame
+    rate: Fraction  # output frame rate
+    start: int  # timestamp of output frame 0, in 1 / rate
+    width: int
+    height: int
+    pix_fmt: str  # what the encoder is given
+    options: dict[str, str]  # the encoder's
+    colour: dict[str, int]  # the source's primaries, transfer, matrix and range, as FFmpeg numbers
+    matrix: str  # YUV <-> RGB matrix, swscale's name
+    colour_range: str  # swscale's name of the source's range
+    deep: bool  # more than 8 bits per sample: the network sees 16-bit RGB
+    display_matrix: tuple[int, ...] | None  # the source's rotation and flips, FFmpeg's 3 x 3 layout
+
+
+def _encoder_options(av, job: VideoJob) -> dict[str, str]:
+    """The options the encoder is opened with; VideoError for a codec, quality, preset or pixel format that
+    cannot work, before anything is opened."""
+    try:
+        codec = av.codec.Codec(job.codec, "w")
+    except ValueError as e:  # UnknownCodecError
+        known = [c for c in (*CRF_RANGE, "ffv1", "libaom-av1", "mpeg4") if c in av.codecs_available]
+        raise VideoError(f"unknown encoder {job.codec!r}; video encoders include {', '.join(known)}") from e
+    if codec.type != "video":
+        raise VideoError(f"{job.codec} is an {codec.type} encoder; --codec takes a video encoder such as libx264")
+    options = dict(job.encoder_options)
+    rate_control = {"qp", "crf", "b", "lossless"} & set(options)
+    if job.crf is not None and not rate_control and job.codec in CRF_RANGE:
+        options["crf"] = str(job.crf)
+    if job.preset is not None:
+        options.setdefault("preset", job.preset)
+    elif job.codec in ("libx264", "libx265"):
+        options.setdefault("preset", "medium")
+    if "crf" in options and job.codec in CRF_RANGE:
+        low, high = CRF_RANGE[job.codec]
+        try:
+            crf = float(options["crf"])
+        except ValueError:
+            raise VideoError(f"crf must be a number, not {options['crf']!r}") from None
+        if not low <= crf <= high:
+            raise VideoError(f"crf {options['crf']} is outside {job.codec}'s range {low}-{high}")
+    if job.codec in ("libx264", "libx265") and options.get("preset") not in _X26X_PRESETS:
+        raise VideoError(f"{job.codec} has no preset {options.get('preset')!r}; presets: {', '.join(_X26X_PRESETS)}")
+    if job.pix_fmt is not None:
+        try:
+            av.VideoFormat(job.pix_fmt)
+        except ValueError:
+            raise VideoError(f"unknown pixel format {job.pix_fmt!r}, e.g. yuv420p, yuv420p10le, yuv444p") from None
+        formats = [f.name for f in codec.video_formats or ()]
+        if formats and job.pix_fmt not in formats:
+            raise VideoError(f"{job.codec} does not take {job.pix_fmt}; it takes {', '.join(formats)}")
+    return options
+
+
+def _plan(av, inp, job: VideoJob) -> _Plan:
+    """Rates, formats, colour and encoder options; VideoError for what cannot work, before any output exists."""
+    options = _encoder_options(av, job)
     vin = inp.streams.video[0]
-    vin.thread_type = "AUTO"
     src_rate = Fraction(vin.average_rate) if vin.average_rate else Fraction(0)
     if job.fps is not None:
         try:
@@ -199,177 +343,360 @@ def _run(av, inp, tmp: Path, it: Interpolator, job: VideoJob, on_frame) -> tuple
         multi = job.multi or Fraction(2)
         if src_rate <= 0:
             raise VideoError("the input has no constant frame rate; vsrife video needs one")
-    out_rate = src_rate * multi
+    rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
-    matrix = _matrix(colour, cc.width, cc.height)
-    src_range = _RANGE.get(colour["color_range"], "MPEG")
-    deep = any(d in (cc.pix_fmt or "") for d in _HIGH_DEPTH)
-    rgb_fmt = "rgb48le" if deep else "rgb24"
+    return _Plan(
+        multi=multi,
+        rate=rate,
+        start=round(vin.start_time * vin.time_base * rate) if vin.start_time else 0,
+        width=cc.width,
+        height=cc.height,
+        pix_fmt=_out_pix_fmt(av, job.codec, cc.pix_fmt, job.pix_fmt),
+        options=options,
+        colour=colour,
+        matrix=_matrix(colour, cc.width, cc.height),
+        colour_range=_RANGE.get(colour["color_range"], "MPEG"),
+        deep=av.VideoFormat(cc.pix_fmt).components[0].bits > 8,
+        display_matrix=_display_matrix(av, inp.name),
+    )
 
-    out = av.open(str(tmp), "w", format=None)
-    vout = out.add_stream(job.codec, rate=out_rate)
-    vout.width, vout.height = cc.width, cc.height
-    vout.pix_fmt = _out_pix_fmt(av, job.codec, cc.pix_fmt, job.pix_fmt)
-    frame_tb = Fraction(1) / out_rate  # the muxer may change the stream's time base later; frames keep this
-    vout.time_base = frame_tb
-    options = dict(job.encoder_options)
-    rate_control = {"qp", "crf", "b", "lossless"} & set(options)
-    if job.crf is not None and not rate_control and job.codec in ("libx264", "libx265", "libvpx-vp9", "libsvtav1"):
-        options.setdefault("crf", str(job.crf))
-    if job.preset and job.codec in ("libx264", "libx265"):
-        options.setdefault("preset", job.preset)
-    vout.options = options
-    for name, value in colour.items():
-        if value and hasattr(vout.codec_context, name):
-            setattr(vout.codec_context, name, value)
-    if vin.sample_aspect_ratio:
-        vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
-    copied = {}
+
+def _display_matrix(av, source: str) -> tuple[int, ...] | None:
+    """The display matrix (rotation, flips) of the first video frame, where the source has one: FFmpeg
+    hands the stream's matrix to every decoded frame, and PyAV reads it back only from frames."""
+    try:
+        with av.open(source) as c:
+            for frame in c.decode(video=0):
+                for side_data in frame.side_data:
+                    if side_data.type.name == "DISPLAYMATRIX":
+                        return struct.unpack("=9i", bytes(side_data))
+                return None
+    except (av.error.FFmpegError, OSError, ValueError):  # the decoder says so later, with the whole story
+        return None
+    return None
+
+
+# Matroska's statistics tags describe the old encoding; its muxer writes fresh ones.
+_STATISTICS_TAGS = ("BPS", "DURATION", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES", "_STATISTICS_WRITING_APP",
+                    "_STATISTICS_WRITING_DATE_UTC", "_STATISTICS_TAGS")  # fmt: skip
+
+
+def _tags(metadata: dict[str, str], *drop: str) -> dict[str, str]:
+    """Stream or container tags to carry over: all but Matroska's statistics and those named."""
+    return {k: v for k, v in metadata.items()
+            if k.split("-")[0].upper() not in _STATISTICS_TAGS and k.lower() not in drop}  # fmt: skip
+
+
+@dataclass
+class _Output:
+    """The output container with its video stream and the input streams copied into it."""
+
+    container: object
+    video: object
+    copied: dict  # input stream index -> output stream, for packets copied as they are
+    dropped: list[str]  # the input streams the container cannot hold, and why
+
+
+def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
+    """The output container with every stream set up and its header written (which opens the encoder), so
+    that settings the encoder or the container refuse fail here, before any frame is decoded. ``target``
+    is a path, or a :class:`_MemoryFile` for a dry run."""
+    name = getattr(target, "name", target)
+    try:
+        out = av.open(target if isinstance(target, io.IOBase) else str(target), "w")
+    except ValueError as e:
+        raise VideoError(f"cannot tell the container from the name {Path(name).name}; end it in .mkv, .mp4, "
+                         ".mov or another container's extension") from e  # fmt: skip
+    try:
+        vin = inp.streams.video[0]
+        try:
+            vout = out.add_stream(job.codec, rate=plan.rate)
+        except ValueError as e:  # the container cannot hold this codec
+            raise VideoError(f"{e}; choose another container (e.g. .mkv) or --codec") from e
+        vout.width, vout.height = plan.width, plan.height
+        vout.pix_fmt = plan.pix_fmt
+        vout.time_base = Fraction(1) / plan.rate  # the muxer may change the stream's time base later
+        vout.options = dict(plan.options)
+        for prop, value in plan.colour.items():
+            if value and hasattr(vout.codec_context, prop):
+                setattr(vout.codec_context, prop, value)
+        if vin.sample_aspect_ratio:
+            vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
+        vout.metadata.update(_tags(vin.metadata, "encoder"))  # language, title, handler_name ...
+        vout.disposition = vin.disposition
+        if plan.display_matrix is not None:
+            vout.set_display_matrix(plan.display_matrix)
+        copied, dropped = _copy_streams(av, inp, out)
+        out.metadata.update(_tags(inp.metadata, "encoder"))
+        out.set_chapters(inp.chapters())
+        _start_encoding(av, out, vout, plan, job)
+    except BaseException:
+        _close_quietly(out)
+        raise
+    return _Output(out, vout, copied, dropped)
+
+
+def _copy_streams(av, inp, out) -> tuple[dict, list[str]]:
+    """Audio, subtitle and attachment streams set up in ``out`` as they are in ``inp``, with their tags and
+    dispositions; returns the audio and subtitle streams (whose packets are copied), and what was left out."""
+    copied, dropped = {}, []
+    video = inp.streams.video[0].index
     for s in inp.streams:
-        if s.type in ("audio", "subtitle"):
+        if s.index == video:
+            continue
+        what = f"stream {s.index} ({s.type}{f' {s.codec_context.name}' if s.codec_context else ''})"
+        if s.type == "attachment":
+            name = s.metadata.get("filename", "?")
+            if out.format.name != "matroska":  # Matroska's are the attachments FFmpeg writes
+                dropped.append(f"stream {s.index} (attachment {name}) is not copied: {out.format.name} files "
+                               "hold no attachments; write .mkv to keep it")  # fmt: skip
+                continue
+            out.add_stream_from_template(s)  # its tags (filename, mimetype) and data come with it
+        elif s.type in ("audio", "subtitle"):
             try:
-                copied[s.index] = out.add_stream_from_template(s)
+                stream = out.add_stream_from_template(s)
             except (ValueError, av.error.FFmpegError) as e:
-                log.warning("stream %d (%s) cannot be copied into this container: %s", s.index, s.type, e)
-    start = round(vin.start_time * vin.time_base * out_rate) if vin.start_time else 0
+                dropped.append(f"{what} cannot be copied into this container: {e}")
+                continue
+            stream.metadata.update(_tags(s.metadata))
+            stream.disposition = s.disposition
+            copied[s.index] = stream
+        else:
+            dropped.append(f"{what} is not copied: vsrife video carries one video stream and the audio, "
+                           "subtitle and attachment streams")  # fmt: skip
+    return copied, dropped
 
-    stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(_QUEUE)
-    encoded: queue.Queue = queue.Queue(_QUEUE)
-    errors: list[BaseException] = []
 
-    def decode() -> None:
+def _start_encoding(av, out, vout, plan: _Plan, job: VideoJob) -> None:
+    """Open the encoder and write the header; VideoError with FFmpeg's own words where it refuses."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # FFmpeg's messages say why; captured, not printed
+    try:
+        with av.logging.Capture() as logs:
+            try:
+                out.start_encoding()
+            except OSError:
+                raise  # writing the header failed: the caller says so
+            except (av.error.FFmpegError, ValueError) as e:
+                raise VideoError(_refusal(av, job, plan, [m for _, _, m in logs], e)) from e
+    finally:
+        av.logging.set_level(level)
+    unknown = sorted(vout.codec_context.options)  # what the encoder did not take stays behind
+    if unknown:
+        raise VideoError(f"{job.codec} has no option {', '.join(unknown)} (see `ffmpeg -h encoder={job.codec}`)")
+
+
+def _refusal(av, job: VideoJob, plan: _Plan, messages: list[str], error: Exception) -> str:
+    said = [m.strip() for m in messages if m.strip() and not m.startswith(" ")]
+    settings = ", ".join(f"{k}={v}" for k, v in plan.options.items())
+    text = (f"{job.codec} refuses {plan.width}x{plan.height} {plan.pix_fmt}"
+            f"{f' with {settings}' if settings else ''}: {'; '.join(said[:2]) or error}")  # fmt: skip
+    return text + _odd_size_hint(av, plan)
+
+
+def _odd_size_hint(av, plan: _Plan) -> str:
+    """What to do where the encoder refused an odd size in a format with subsampled chroma."""
+    f = av.VideoFormat(plan.pix_fmt)
+    odd_width = plan.width % 2 and f.chroma_width(plan.width) < plan.width
+    odd_height = plan.height % 2 and f.chroma_height(plan.height) < plan.height
+    if not (odd_width or odd_height):
+        return ""
+    side = "width" if odd_width and not odd_height else "height" if odd_height and not odd_width else "size"
+    return (
+        f". The odd {side} does not fit {plan.pix_fmt}'s subsampled chroma: pass --pix-fmt yuv444p (or "
+        f"yuv444p10le), or use an encoder that takes it, such as --codec ffv1 with a .mkv output"
+    )
+
+
+class _RGB:
+    """Conversions between the stream's frames, in any pixel format swscale reads and writes, and the
+    network's RGB tensors (1 x 3 x H x W float32 in [0, 1]); 16-bit RGB in between where ``deep``."""
+
+    def __init__(self, av, matrix: str, colour_range: str, deep: bool, pix_fmt: str):
+        self._av, self._matrix, self._range, self._pix_fmt = av, matrix, colour_range, pix_fmt
+        self._format = "rgb48le" if deep else "rgb24"
+        self._dtype = np.uint16 if deep else np.uint8
+        self._scale = 65535.0 if deep else 255.0
+
+    @classmethod
+    def of(cls, av, plan: _Plan) -> _RGB:
+        return cls(av, plan.matrix, plan.colour_range, plan.deep, plan.pix_fmt)
+
+    def to_tensor(self, frame) -> torch.Tensor:
+        arr = frame.reformat(format=self._format, src_colorspace=self._matrix,
+                             src_color_range=self._range).to_ndarray()  # fmt: skip
+        return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(self._scale)
+
+    def to_frame(self, rgb: torch.Tensor):
+        """A frame in the output's pixel format."""
+        arr = rgb[0].permute(1, 2, 0).mul(self._scale).round_().clamp_(0, self._scale).cpu().numpy()
+        frame = self._av.VideoFrame.from_ndarray(arr.astype(self._dtype), format=self._format)
+        return frame.reformat(format=self._pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    source_frames: int
+    interpolated: int
+    cuts: int
+
+
+def _place_frames(frames, emit, it: Interpolator, job: VideoJob, multi: Fraction, rgb: _RGB) -> _Placed:
+    """Decide and make every output frame: source frames pass through, the slots between them are
+    interpolated (or, across a scene cut, show the nearer source frame), the tail repeats the last frame.
+
+    ``frames`` yields the decoded source frames in order; ``emit(frame, k)`` hands output frame ``k``
+    to the encoder, which gives it its timestamp: a source frame is emitted as it was decoded, as often
+    as it is shown, never copied. The frame placement itself comes from :mod:`vsrife.timing`.
+    """
+    counts = {"interp": 0, "cuts": 0, "src": 0}
+    prev = None  # (index, decoded frame, prepared Frame, thumbnail)
+    k = 0
+    for item in frames:
+        i = counts["src"]
+        counts["src"] += 1
+        cur_rgb = rgb.to_tensor(item)
+        cur = (i, item, it.prepare(cur_rgb), luma_thumbnail(cur_rgb) if job.scene_detection else None)
+        if prev is not None:
+            cut = job.scene_detection and scene_difference(prev[3], cur[3]) > job.scene_threshold
+            counts["cuts"] += cut
+            # every output slot that lies in [prev, cur)
+            while (k * multi.denominator) < i * multi.numerator:
+                plan = plan_frame(k, multi, i + 1, cut_after=cut)
+                if plan.source is not None:
+                    emit(prev[1] if plan.source == prev[0] else item, k)
+                else:
+                    out_rgb = it.interpolate(prev[2], cur[2], float(plan.timestep))
+                    emit(rgb.to_frame(out_rgb), k)
+                    counts["interp"] += 1
+                k += 1
+        prev = cur
+    if prev is None:
+        raise VideoError("the input's video stream has no frames")
+    n = counts["src"]
+    while k < output_count(n, multi):  # slots at and after the last source frame repeat it
+        emit(prev[1], k)
+        k += 1
+    return _Placed(counts["src"], counts["interp"], counts["cuts"])
+
+
+class _Pipeline:
+    """Decoding and encoding in two threads around the caller's placement loop, joined by bounded queues.
+
+    The decoder feeds source frames to the placement loop and copied packets to the encoder; the encoder
+    muxes both. No thread ever waits without looking at ``stop``: a failure in any of the three sets it,
+    and the others give up within one queue poll (or, for the placement loop, one frame).
+    """
+
+    def __init__(self, inp, out: _Output, plan: _Plan, on_frame: Callable[[int], None] | None):
+        self._inp, self._out, self._plan, self._on_frame = inp, out, plan, on_frame
+        self._frame_tb = Fraction(1) / plan.rate
+        self._stop = threading.Event()
+        self._decoded: queue.Queue = queue.Queue(_QUEUE)
+        self._encoded: queue.Queue = queue.Queue(_QUEUE)
+        self._errors: list[tuple[str, BaseException]] = []  # (stage, error), first failure first
+        self.emitted = 0
+
+    def run(self, place: Callable) -> _Placed:
+        """``place(frames, emit)`` on the decoded frames; encode what it emits; close the output.
+
+        Raises the first failure of any thread: the placement loop's own exception as it is, a worker's as
+        VideoError (or OSError where writing the output failed).
+        """
+        workers = [threading.Thread(target=self._decode, name="vsrife-decode", daemon=True),
+                   threading.Thread(target=self._encode, name="vsrife-encode", daemon=True)]  # fmt: skip
+        for w in workers:
+            w.start()
+        finished = False
+        try:
+            placed = place(self._frames(), self._emit)
+            _put(self._encoded, None, self._stop)  # end of stream: the encoder flushes
+            finished = True
+        except _Stop:  # a worker failed: its error is raised below
+            pass
+        finally:
+            if not finished:
+                self._stop.set()
+            for w in workers:
+                w.join()
+            self._close(clean=finished and not self._errors)
+        if self._errors:
+            raise self._failure()
+        return placed
+
+    def _failure(self) -> BaseException:
+        stage, e = self._errors[0]
+        if stage == "encoding" and isinstance(e, OSError):
+            return e  # the output could not be written (disk full, ...): interpolate_video says so
+        return VideoError(f"{stage} failed: {e}")
+
+    def _close(self, clean: bool) -> None:
+        if clean:
+            self._out.container.close()  # writes the trailer: its failure is the job's
+            return
+        try:
+            self._out.container.close()
+        except Exception as e:  # noqa: BLE001 - the file is discarded; the first failure is what matters
+            log.debug("closing the discarded output: %s", e)
+
+    def _fail(self, stage: str, error: BaseException) -> None:
+        self._errors.append((stage, error))
+        self._stop.set()
+
+    def _frames(self):
+        while True:
+            item = _get(self._decoded, self._stop)
+            if item is None:
+                return
+            yield item
+
+    def _emit(self, frame, k: int) -> None:
+        _put(self._encoded, ("frame", frame, self._plan.start + k), self._stop)
+        self.emitted += 1
+        if self._on_frame:
+            self._on_frame(1)
+
+    def _decode(self) -> None:
+        inp, copied, stop = self._inp, self._out.copied, self._stop
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
         try:
             for packet in inp.demux(vin, *(inp.streams[i] for i in copied)):
                 if packet.stream.index in copied:
                     if packet.dts is not None:
-                        _put(encoded, ("packet", packet), stop)
+                        _put(self._encoded, ("packet", packet, None), stop)
                     continue
                 for frame in packet.decode():
-                    _put(decoded, frame, stop)
+                    _put(self._decoded, frame, stop)
+            _put(self._decoded, None, stop)  # end of stream
         except _Stop:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            errors.append(e)
-        finally:
-            try:
-                _put(decoded, None, stop)
-            except _Stop:
-                pass
+            self._fail("decoding", e)
 
-    def encode() -> None:
+    def _encode(self) -> None:
+        out, vout, copied = self._out.container, self._out.video, self._out.copied
         try:
             while True:
-                try:
-                    item = encoded.get(timeout=0.1)
-                except queue.Empty:
-                    if stop.is_set():  # the main thread gave up: no flush, the file is discarded
-                        return
-                    continue
+                item = _get(self._encoded, self._stop)
                 if item is None:
                     break
-                kind, obj = item
+                kind, obj, pts = item
                 if kind == "packet":
                     obj.stream = copied[obj.stream.index]
                     out.mux(obj)
                 else:
-                    for packet in vout.encode(obj):
-                        out.mux(packet)
-            for packet in vout.encode(None):
-                out.mux(packet)
+                    # A source frame shown in several slots is the same object each time: its timestamp is
+                    # set here, just before the encoder takes its own reference, never while it is queued.
+                    obj.pts, obj.time_base, obj.duration = pts, self._frame_tb, 1
+                    obj.pict_type = 0  # the source's I/P/B would force the encoder's frame types
+                    out.mux(vout.encode(obj))
+            out.mux(vout.encode(None))
+        except _Stop:  # another thread failed: no flush, the file is discarded
+            return
         except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-            stop.set()
-
-    def to_tensor(frame) -> torch.Tensor:
-        arr = frame.reformat(format=rgb_fmt, src_colorspace=matrix, src_color_range=src_range).to_ndarray()
-        scale = 65535.0 if deep else 255.0
-        return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(scale)
-
-    def to_frame(rgb: torch.Tensor):
-        scale = 65535.0 if deep else 255.0
-        arr = rgb[0].permute(1, 2, 0).mul(scale).round_().clamp_(0, scale).cpu().numpy()
-        arr = arr.astype(np.uint16 if deep else np.uint8)
-        frame = av.VideoFrame.from_ndarray(arr, format=rgb_fmt)
-        return frame.reformat(format=vout.pix_fmt, dst_colorspace=matrix, dst_color_range=src_range)
-
-    workers = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
-    for w in workers:
-        w.start()
-    counts = {"out": 0, "interp": 0, "cuts": 0, "src": 0}
-
-    def emit(frame, k: int) -> None:
-        frame.pts = start + k
-        frame.time_base = frame_tb
-        _put(encoded, ("frame", frame), stop)
-        counts["out"] += 1
-        if on_frame:
-            on_frame(1)
-
-    try:
-        prev = None  # (index, decoded frame, prepared Frame, thumbnail)
-        k = 0
-        while True:
-            item = decoded.get()
-            if item is None:
-                break
-            i = counts["src"]
-            counts["src"] += 1
-            rgb = to_tensor(item)
-            cur = (i, item, it.prepare(rgb), luma_thumbnail(rgb) if job.scene_detection else None)
-            if prev is not None:
-                cut = job.scene_detection and scene_difference(prev[3], cur[3]) > job.scene_threshold
-                counts["cuts"] += cut
-                # every output slot that lies in [prev, cur)
-                while (k * multi.denominator) < i * multi.numerator:
-                    plan = plan_frame(k, multi, i + 1, cut_after=cut)
-                    if plan.source is not None:
-                        emit(_copy(av, prev[1] if plan.source == prev[0] else item), k)
-                    else:
-                        out_rgb = it.interpolate(prev[2], cur[2], float(plan.timestep))
-                        emit(to_frame(out_rgb), k)
-                        counts["interp"] += 1
-                    k += 1
-            prev = cur
-        if errors:
-            raise errors[0]
-        if prev is None:
-            raise VideoError("the input's video stream has no frames")
-        n = counts["src"]
-        while k < output_count(n, multi):  # slots at and after the last source frame repeat it
-            emit(_copy(av, prev[1]), k)
-            k += 1
-    except _Stop:  # a worker failed: its error is raised below
-        pass
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        try:
-            _put(encoded, None, stop)
-        except _Stop:
-            pass
-        for w in workers:
-            w.join()
-        out.close()
-    if errors:
-        e = errors[0]
-        if isinstance(e, OSError):
-            raise e
-        raise VideoError(f"encoding failed: {e}") from e
-    return counts["src"], counts["out"], counts["interp"], counts["cuts"], out_rate
-
-
-def _copy(av, frame):
-    """A source frame's pixels exactly as decoded, in a new frame that can take its own timestamp."""
-    clone = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-    for name in ("color_range", "colorspace"):
-        try:
-            setattr(clone, name, getattr(frame, name))
-        except (AttributeError, TypeError, ValueError):
-            pass
-    return clone
+            self._fail("encoding", e)
 
 
 def frames_of(path: str | os.PathLike[str], limit: int | None = None) -> list[torch.Tensor]:
