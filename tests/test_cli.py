@@ -671,3 +671,97 @@ def test_demo_in_one_command(tmp_path, weights_40):
     assert f"video: {video}" in done.stdout and f"comparison: {picture}" in done.stdout
     assert probe(video)["frames"] == 500 and probe(video)["fps"] == 50
     assert picture.stat().st_size > 10_000
+
+
+# --- placement by time: variable frame rate, held drawings ----------------------------------------------
+
+
+def write_timed(path: Path, planes: list, ticks: list[int], time_base: Fraction) -> None:
+    """A lossless H.264 clip whose frame i is shown at ticks[i] x time_base: any frame rate, variable too."""
+    h, w = planes[0].shape[0] * 2 // 3, planes[0].shape[1]
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=Fraction(1) / time_base)
+        v.width, v.height, v.pix_fmt, v.options = w, h, "yuv420p", {"qp": "0", "preset": "ultrafast"}
+        v.time_base = time_base
+        for p, tick in zip(planes, ticks):
+            f = av.VideoFrame.from_ndarray(p, format="yuv420p")
+            f.pts, f.time_base = tick, time_base
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+
+
+def timed_frames(path: Path) -> list[tuple[Fraction, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(f.pts * Fraction(f.time_base), f.to_ndarray(format="yuv420p")) for f in c.decode(video=0)]
+
+
+def test_variable_frame_rate_is_placed_by_time(tmp_path, weights_40):
+    """60 frames of 1/30 s, then 20 of 1/10 s (the issue's clip): before, the output laid them out at the
+    average rate, and the frame at 3.0 s showed the content of 2 s."""
+    real = frames(fetch_sample("carphone", progress=False), 80)
+    ticks = list(range(60)) + [60 + 3 * n for n in range(20)]  # in 1/30 s
+    source = tmp_path / "vfr.mp4"
+    write_timed(source, real, ticks, Fraction(1, 30))
+    src = timed_frames(source)
+    assert [t for t, _ in src] == [Fraction(t, 30) for t in ticks]
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(source), "-o", str(out), "--fps", "60", "-x", "qp=0", "--preset", "ultrafast",
+                 "--no-sc", *MODEL]) == 0  # fmt: skip
+    rate = Fraction(60)
+    res = timed_frames(out)
+    assert probe(out)["fps"] == rate
+    assert [t for t, _ in res] == [Fraction(k) / rate for k in range(len(res))]  # constant rate out
+    duration = probe(source)["duration"]  # 3.9 s + the last frame's tick: the muxer's own account
+    assert abs(len(res) / rate - Fraction(duration)) <= 1 / rate  # within one output frame
+    by_time = dict(src)
+    passed = [k for k, (t, _) in enumerate(res) if t in by_time]
+    assert len(passed) == len(src)  # every source frame is shown, untouched, at its own time
+    for k in passed:
+        assert np.array_equal(res[k][1], by_time[res[k][0]]), f"output frame {k} at {res[k][0]} s"
+    at_3s = next(k for k, (t, _) in enumerate(res) if t == 3)
+    assert np.array_equal(res[at_3s][1], real[70])  # the frame of 3.0 s, not the 2 s one
+
+
+def test_constant_rate_matroska_timestamps_keep_passing_through(tmp_path, weights_40):
+    """Matroska rounds timestamps to 1 ms: 23.976 fps frames sit up to half a tick off their times, and must
+    still be passed through (not interpolated at t = 0.001)."""
+    real = frames(fetch_sample("carphone", progress=False), 12)
+    source = tmp_path / "film.mkv"
+    write_clip(source, real, Fraction(24000, 1001), tone=False)
+    out = tmp_path / "out.mkv"
+    assert main(["video", str(source), "-o", str(out), "-x", "qp=0", "--preset", "ultrafast", *MODEL]) == 0
+    res = frames(out)
+    assert len(res) == 24
+    assert all(np.array_equal(res[2 * i], real[i]) for i in range(12))
+
+
+def test_dedup_moves_held_frames_between_the_drawings(tmp_path, weights_40):
+    """Real footage drawn on twos: with --dedup at the source rate, each held frame becomes the frame
+    halfway to the next drawing, much closer to the real frame that was dropped."""
+    real = frames(fetch_sample("bikes", progress=False), 17)
+    source = tmp_path / "twos.mp4"
+    write_clip(source, [real[j - j % 2] for j in range(17)], Fraction(25), tone=False)
+    out = tmp_path / "dedup.mp4"
+    lossless = ["-x", "qp=0", "--preset", "ultrafast"]
+    assert main(["video", str(source), "-o", str(out), "--multi", "1", "--dedup", *lossless, *MODEL]) == 0
+    res = frames(out)
+    assert len(res) == 17 and probe(out)["fps"] == 25
+
+    def psnr(a, b):
+        return 10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+    for j in range(0, 16, 2):
+        assert np.array_equal(res[j], real[j]), f"drawing {j} changed"
+    assert not any(np.array_equal(res[j], real[j - 1]) for j in range(1, 15, 2))  # no hold left
+    gains = [psnr(res[j], real[j]) - psnr(real[j - 1], real[j]) for j in range(1, 15, 2)]
+    assert np.mean(gains) > 3.0, gains  # the dropped frames are rebuilt far better than the hold shows them
+    plain = tmp_path / "plain.mp4"
+    assert main(["video", str(source), "-o", str(plain), "--multi", "2", *lossless, *MODEL]) == 0
+    assert np.array_equal(frames(plain)[2], real[0])  # without --dedup the held frame stays a hold
+
+
+def test_dedup_arguments(tmp_path, clip, capsys):
+    assert main(["video", str(clip), "-o", str(tmp_path / "a.mp4"), "--multi", "1", *MODEL]) == 1
+    assert "1 with --dedup" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["video", str(clip), "-o", str(tmp_path / "a.mp4"), "--dedup-threshold", "2", *MODEL])

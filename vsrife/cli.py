@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from . import __name__ as _package
 from .catalogue import release_names, releases
-from .timing import SCENE_THRESHOLD, as_fraction, output_count
+from .timing import HOLD_THRESHOLD, SCENE_THRESHOLD, as_fraction, output_count
 from .weights import (
     WeightsError,
     cached_weights,
@@ -135,9 +135,21 @@ def _multi(args: argparse.Namespace) -> tuple[Fraction | None, Fraction | None]:
         multi = as_fraction(args.multi, "--multi")
     except ValueError as e:
         raise CommandError(str(e)) from e
+    if multi == 1 and getattr(args, "dedup", False):
+        return multi, None  # the source rate, with held drawings replaced by motion
     if multi <= 1:
-        raise CommandError(f"--multi must be above 1, not {args.multi}")
+        raise CommandError(f"--multi must be above 1 (1 with --dedup), not {args.multi}")
     return multi, None
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def _progress_bar(total: int | None, quiet: bool, unit: str = "frame", desc: str | None = None):
@@ -159,7 +171,7 @@ def _video_job(args: argparse.Namespace, multi: Fraction | None, fps: Fraction |
     return VideoJob(
         multi=multi, fps=fps, codec=args.codec, crf=18 if args.crf is None else args.crf, preset=args.preset,
         pix_fmt=args.pix_fmt, scene_detection=not args.no_sc, scene_threshold=args.sc_threshold,
-        overwrite=args.overwrite, encoder_options=options,
+        dedup=args.dedup, dedup_threshold=args.dedup_threshold, overwrite=args.overwrite, encoder_options=options,
     )  # fmt: skip
 
 
@@ -421,7 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--multi", default="2", help="frame-rate multiplier, an integer or a ratio like 5/2 (default 2)")
     rate.add_argument("--fps", help="target frame rate instead, e.g. 60 or 60000/1001")
     video.add_argument("--no-sc", action="store_true", help="interpolate across scene cuts too")
-    video.add_argument("--sc-threshold", type=float, default=SCENE_THRESHOLD,
+    video.add_argument("--dedup", action="store_true",
+                       help="animation drawn on twos or threes: move held frames between the drawings "
+                            "(--multi 1 keeps the source rate)")  # fmt: skip
+    video.add_argument("--dedup-threshold", type=_unit_interval, default=HOLD_THRESHOLD, metavar="SHARE",
+                       help=f"share of pixels that may change in a held frame (default {HOLD_THRESHOLD})")  # fmt: skip
+    video.add_argument("--sc-threshold", type=_unit_interval, default=SCENE_THRESHOLD,
                        help=f"scene-cut threshold, mean luma difference (default {SCENE_THRESHOLD})")  # fmt: skip
     enc = video.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")

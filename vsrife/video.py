@@ -26,7 +26,18 @@ import numpy as np
 import torch
 
 from .engine import Interpolator
-from .timing import SCENE_THRESHOLD, luma_thumbnail, output_count, plan_frame, rate_factor, scene_difference
+from .timing import (
+    HOLD_THRESHOLD,
+    SCENE_THRESHOLD,
+    FramePlan,
+    SlotPlanner,
+    frame_time,
+    hold_difference,
+    hold_luma,
+    luma_thumbnail,
+    rate_factor,
+    scene_difference,
+)
 
 __all__ = [
     "CRF_RANGE",
@@ -65,7 +76,12 @@ def _av():
 
 @dataclass
 class VideoJob:
-    """What to do: one of ``multi`` or ``fps``; encoder settings; scene-change handling."""
+    """What to do: one of ``multi`` or ``fps``; encoder settings; scene-change and held-frame handling.
+
+    ``multi`` multiplies the source's average rate (1 is allowed with ``dedup``); ``fps`` names the output
+    rate. Either way the output has a constant rate and every frame is placed by its time, so a
+    variable-frame-rate source keeps its timing and its audio sync.
+    """
 
     multi: Fraction | None = Fraction(2)
     fps: Fraction | None = None
@@ -75,6 +91,8 @@ class VideoJob:
     pix_fmt: str | None = None  # default: the source's, where the encoder takes it
     scene_detection: bool = True
     scene_threshold: float = SCENE_THRESHOLD
+    dedup: bool = False  # held drawings of animation: place slots on the motion between distinct drawings
+    dedup_threshold: float = HOLD_THRESHOLD
     overwrite: bool = False
     progress: bool = True
     encoder_options: dict[str, str] = field(default_factory=dict)
@@ -250,7 +268,7 @@ def interpolate_video(
             for reason in out.dropped:
                 log.warning("%s", reason)
             pipeline = _Pipeline(inp, out, plan, on_frame)
-            placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan.multi,
+            placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan,
                                                                       _RGB.of(av, plan)))  # fmt: skip
         os.replace(tmp, output)
         return VideoResult(output, placed.source_frames, pipeline.emitted, placed.interpolated, placed.cuts, plan.rate)
@@ -276,7 +294,8 @@ def _open_input(av, source: Path):
 class _Plan:
     """What a job does to its input, decided before any frame is decoded."""
 
-    multi: Fraction  # output frames per source frame
+    multi: Fraction  # output rate / the source's average rate
+    source_rate: Fraction  # the source's average rate: the grid its timestamps are snapped to
     rate: Fraction  # output frame rate
     start: int  # timestamp of output frame 0, in 1 / rate
     width: int
@@ -333,21 +352,24 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
     """Rates, formats, colour and encoder options; VideoError for what cannot work, before any output exists."""
     options = _encoder_options(av, job)
     vin = inp.streams.video[0]
-    src_rate = Fraction(vin.average_rate) if vin.average_rate else Fraction(0)
-    if job.fps is not None:
+    src_rate = _source_rate(vin)
+    if src_rate <= 0:
+        raise VideoError("the input's video stream has no frame rate (not even an average); it cannot be timed")
+    if job.fps is not None and job.dedup and job.fps == src_rate:
+        multi = Fraction(1)
+    elif job.fps is not None:
         try:
             multi = rate_factor(src_rate, job.fps)
         except ValueError as e:
             raise VideoError(str(e)) from e
     else:
         multi = job.multi or Fraction(2)
-        if src_rate <= 0:
-            raise VideoError("the input has no constant frame rate; vsrife video needs one")
     rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
     return _Plan(
         multi=multi,
+        source_rate=src_rate,
         rate=rate,
         start=round(vin.start_time * vin.time_base * rate) if vin.start_time else 0,
         width=cc.width,
@@ -360,6 +382,15 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
         deep=av.VideoFormat(cc.pix_fmt).components[0].bits > 8,
         display_matrix=_display_matrix(av, inp.name),
     )
+
+
+def _source_rate(stream) -> Fraction:
+    """The stream's average frame rate (frames / duration: the mean rate of a variable-rate stream), else
+    FFmpeg's guess, else 0."""
+    for rate in (stream.average_rate, getattr(stream, "guessed_rate", None)):
+        if rate:
+            return Fraction(rate)
+    return Fraction(0)
 
 
 def _display_matrix(av, source: str) -> tuple[int, ...] | None:
@@ -542,43 +573,77 @@ class _Placed:
     cuts: int
 
 
-def _place_frames(frames, emit, it: Interpolator, job: VideoJob, multi: Fraction, rgb: _RGB) -> _Placed:
-    """Decide and make every output frame: source frames pass through, the slots between them are
-    interpolated (or, across a scene cut, show the nearer source frame), the tail repeats the last frame.
+def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rgb: _RGB) -> _Placed:
+    """Decide and make every output frame through :class:`vsrife.timing.SlotPlanner`: slot k of the
+    constant-rate output sits at the first frame's time + k / rate; a source frame at that time passes
+    through untouched, a slot between two frames is interpolated at its place in time (across a scene
+    cut: the nearer frame; between identical frames: that frame; with ``dedup``: between the drawings
+    around held frames), and the slots up to the source's end repeat its last frame.
 
-    ``frames`` yields the decoded source frames in order; ``emit(frame, k)`` hands output frame ``k``
-    to the encoder, which gives it its timestamp: a source frame is emitted as it was decoded, as often
-    as it is shown, never copied. The frame placement itself comes from :mod:`vsrife.timing`.
+    ``frames`` yields the decoded source frames in order; ``emit(frame, k)`` hands output frame ``k`` to
+    the encoder. Only the frames the planner may still need are kept.
     """
+    planner = SlotPlanner(plan.rate, cuts=job.scene_detection, holds=job.dedup)
+    kept: dict[int, list] = {}  # index -> [decoded frame, prepared Frame]
     counts = {"interp": 0, "cuts": 0, "src": 0}
-    prev = None  # (index, decoded frame, prepared Frame, thumbnail)
-    k = 0
-    for item in frames:
-        i = counts["src"]
+    first = last_time = None
+    previous = None  # (RGB tensor, scene thumbnail, hold luma) of the previous frame
+    off_grid = skipped = 0
+
+    def make(k: int, slot: FramePlan) -> None:
+        if slot.source is not None:
+            emit(kept[slot.source][0], k)
+            return
+        a, b = kept[slot.left][1], kept[slot.right][1]
+        emit(rgb.to_frame(it.interpolate(a, b, float(slot.timestep))), k)
+        counts["interp"] += 1
+
+    for frame in frames:
+        j = counts["src"]
+        tb = Fraction(frame.time_base) if frame.time_base else Fraction(0)
+        if first is None:
+            first = frame.pts * tb if frame.pts is not None else Fraction(0)
+        time = frame_time(frame.pts, tb, j, first, plan.source_rate)
+        if last_time is not None and time <= last_time:
+            skipped += 1  # a repeated or backward timestamp: the frame cannot be placed in time
+            continue
+        off_grid += frame.pts is not None and time != first + j / plan.source_rate
+        image = rgb.to_tensor(frame)
+        current = (image, luma_thumbnail(image) if job.scene_detection else None,
+                   hold_luma(image) if job.dedup else None)  # fmt: skip
+        cut = hold = same = False
+        if previous is not None:
+            cut = job.scene_detection and scene_difference(previous[1], current[1]) > job.scene_threshold
+            same = torch.equal(previous[0], image)
+            hold = job.dedup and not cut and hold_difference(previous[2], current[2]) < job.dedup_threshold
+        counts["cuts"] += cut
+        kept[j] = [frame, it.prepare(image)]
+        for k, slot in planner.push(time, cut=cut, hold=hold, same=same):
+            make(k, slot)
+        for old in [i for i in kept if i < planner.oldest_needed]:
+            del kept[old]
+        previous, last_time = current, time
         counts["src"] += 1
-        cur_rgb = rgb.to_tensor(item)
-        cur = (i, item, it.prepare(cur_rgb), luma_thumbnail(cur_rgb) if job.scene_detection else None)
-        if prev is not None:
-            cut = job.scene_detection and scene_difference(prev[3], cur[3]) > job.scene_threshold
-            counts["cuts"] += cut
-            # every output slot that lies in [prev, cur)
-            while (k * multi.denominator) < i * multi.numerator:
-                plan = plan_frame(k, multi, i + 1, cut_after=cut)
-                if plan.source is not None:
-                    emit(prev[1] if plan.source == prev[0] else item, k)
-                else:
-                    out_rgb = it.interpolate(prev[2], cur[2], float(plan.timestep))
-                    emit(rgb.to_frame(out_rgb), k)
-                    counts["interp"] += 1
-                k += 1
-        prev = cur
-    if prev is None:
+        last_frame = frame
+    if last_time is None:
         raise VideoError("the input's video stream has no frames")
-    n = counts["src"]
-    while k < output_count(n, multi):  # slots at and after the last source frame repeat it
-        emit(prev[1], k)
-        k += 1
+    if skipped:
+        log.warning("%d frame(s) with a repeated or backward timestamp were left out", skipped)
+    if off_grid:
+        log.info("variable frame rate: %d frame(s) off the average-rate grid were placed by their timestamps", off_grid)
+    for k, slot in planner.finish(_end_time(last_frame, last_time, first, counts["src"], plan.source_rate)):
+        make(k, slot)
     return _Placed(counts["src"], counts["interp"], counts["cuts"])
+
+
+def _end_time(frame, time: Fraction, first: Fraction, count: int, rate: Fraction) -> Fraction:
+    """When the source ends: its last frame's time plus that frame's duration (else one average frame),
+    on the average-rate grid where it lies within a tick of it, as the frames' own times are."""
+    tb = Fraction(frame.time_base) if frame.time_base else Fraction(0)
+    duration = getattr(frame, "duration", None)
+    end = time + (duration * tb if duration and tb else 1 / rate)
+    grid = first + count / rate
+    return grid if abs(end - grid) <= tb else end
 
 
 class _Pipeline:
