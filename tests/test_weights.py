@@ -167,8 +167,13 @@ def test_index_that_lists_another_hash_is_refused(server, tmp_path, monkeypatch)
 
 
 def use_sources(monkeypatch, name: str, *sources: WeightSource) -> None:
+    """Give release ``name`` these sources; every other release stays as the catalogue has it."""
     release = dataclasses.replace(get_release(name), sources=sources)
-    monkeypatch.setattr(weights, "get_release", lambda n: release)
+
+    def patched(n: str):
+        return release if get_release(n).name == release.name else get_release(n)
+
+    monkeypatch.setattr(weights, "get_release", patched)
 
 
 def test_fetch_weights_verifies_converts_and_caches(server, monkeypatch, cache):
