@@ -8,6 +8,7 @@ import http.server
 import io
 import os
 import pickle
+import secrets
 import socket
 import struct
 import threading
@@ -187,6 +188,40 @@ def test_a_download_of_unknown_size_is_bounded(server, tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="more than the expected 10000 bytes"):
         weights.download(url, tmp_path / "f.bin", size=None, sha256=None, progress=False)
     assert leftovers(tmp_path) == []
+
+
+@pytest.fixture()
+def planted(monkeypatch):
+    """``planted(dest, victim)`` puts a symlink to ``victim`` at the temporary name that the next random
+    draw will give beside ``dest``, as an attacker who could guess it would."""
+    real = secrets.token_hex
+    draws: list[str] = []
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: draws.pop(0) if draws else real(n))
+
+    def plant(dest: Path, victim: Path) -> None:
+        draws.append("planted")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (dest.parent / f".{dest.name}.planted.part").symlink_to(victim)
+
+    return plant
+
+
+def test_a_planted_symlink_at_the_temporary_name_is_never_followed(server, tmp_path, planted, cache):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    body = os.urandom(3000)
+    dest = tmp_path / "out" / "f.bin"
+    planted(dest, victim)
+    weights.download(server("/f.bin", body), dest, size=3000, sha256=sha(body), progress=False)
+    assert victim.read_bytes() == b"precious"
+    assert not dest.is_symlink() and dest.read_bytes() == body
+
+    # the same for the cache file that an import writes
+    src = tmp_path / "mine.pth"
+    src.write_bytes(checkpoint_bytes("4.22.lite", prefix=""))
+    planted(cache / "models" / "rife-4.22.lite.safetensors", victim)
+    weights.import_weights(src, "4.22.lite")
+    assert victim.read_bytes() == b"precious"
 
 
 def test_missing_file_is_a_clear_error(server, tmp_path):

