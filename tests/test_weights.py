@@ -17,10 +17,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
+import vsrife
 import vsrife.weights as weights
 from vsrife.catalogue import WeightSource, WheelFile, get_release
+from vsrife.cli import main
+from vsrife.engine import clear_model_cache
 from vsrife.networks import build_network
 from vsrife.weights import WeightsError, fetch_file, fetch_weights, read_state_dict, verify_cache
 
@@ -393,6 +397,25 @@ def test_a_cache_file_and_its_digest_are_replaced_together_under_the_lock(tmp_pa
         reader.join(60)
     assert results == [[("4.22.lite", True, f"sha256 {weights.sha256_file(dest)}")]]
     assert leftovers(folder) == [".lock", "rife-4.22.lite.safetensors", "rife-4.22.lite.safetensors.sha256"]
+
+
+def test_a_damaged_cache_file_is_refused_on_load_and_download_repairs_it(server, monkeypatch, cache):
+    body = checkpoint_bytes("4.0")
+    source = WeightSource(url=server("/flownet_v4.0.pkl", body), size=len(body), sha256=sha(body))
+    use_sources(monkeypatch, "4.0", source)
+    path = fetch_weights("4.0", progress=False)
+    good = path.read_bytes()
+    damaged = bytearray(good)
+    damaged[-64:-32] = bytes(b ^ 0xFF for b in damaged[-64:-32])  # inside the last tensor: still loadable
+    path.write_bytes(damaged)
+    with pytest.raises(WeightsError, match=r"damaged.*`vsrife models download 4.0 --force`"):
+        vsrife.Interpolator("4.0", device="cpu")
+    assert main(["models", "download", "4.0", "-q"]) == 0  # without --force: the damaged file is replaced
+    assert verify_cache() == [("4.0", True, f"sha256 {weights.sha256_file(path)}")]
+    repaired, original = read_state_dict(path), safetensors.torch.load(good)
+    assert repaired.keys() == original.keys() and all(torch.equal(repaired[k], original[k]) for k in original)
+    assert vsrife.Interpolator("4.0", device="cpu").weights == path
+    clear_model_cache()
 
 
 class _Payload:

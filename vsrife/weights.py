@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import sys
+import threading
 import urllib.parse
 import urllib.request
 import zipfile
@@ -354,7 +355,6 @@ def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, or
         with _cache_lock(exclusive=True):
             os.replace(tmp, dest)
             os.replace(tmp_side, sidecar)
-    _digest_of.cache_clear()
     return dest
 
 
@@ -382,7 +382,11 @@ def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> P
     release = get_release(name)
     path = _cache_path(release)
     if not force and cached_weights(name):
-        return path
+        try:
+            weights_digest(path)
+            return path
+        except WeightsError:
+            log.warning("the cached weights of model %s are damaged; fetching them again", name)
     if not release.sources:
         raise WeightsError(f"model {name} has no download source. {release.note}")
     failures = []
@@ -412,15 +416,44 @@ def import_weights(path: str | os.PathLike[str], name: str) -> Path:
     return _store(state, release, f"imported from {Path(path).name}", sha256_file(Path(path)))
 
 
-@lru_cache(maxsize=64)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    recorded = _recorded_digest(Path(path))
-    return recorded if recorded else sha256_file(Path(path))
+_digests: dict[tuple[str, int, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def _is_cache_file(path: Path) -> bool:
+    return path.parent == model_dir() and path.name.startswith("rife-") and path.suffix == ".safetensors"
 
 
 def weights_digest(path: Path) -> str:
-    st = path.stat()
-    return _digest_of(str(path), st.st_size, st.st_mtime_ns)
+    """The sha256 of weights file ``path``, hashed once per process for each (path, size, mtime, inode).
+
+    A cache file must match the digest recorded when it was stored: a damaged one is a
+    :class:`WeightsError` that names the command that fetches it again.
+    """
+    path = Path(path)
+    cached = _is_cache_file(path)
+    try:
+        f, recorded = _open_recorded(path) if cached else (open(path, "rb"), None)
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {path}: {e}") from e
+    with f:
+        st = os.fstat(f.fileno())
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with _digests_lock:
+            digest = _digests.get(key)
+        if digest is None:
+            digest = _sha256_of(f)
+            with _digests_lock:
+                if len(_digests) >= 256:
+                    _digests.clear()
+                _digests[key] = digest
+    if cached and digest != recorded:
+        name = path.name.removeprefix("rife-").removesuffix(".safetensors")
+        found = f"has sha256 {digest}, not the {recorded} recorded with it" if recorded else "has no recorded sha256"
+        again = (f"vsrife models download {name} --force" if name in releases() and releases()[name].sources
+                 else f"vsrife models import FILE --model {name}")  # fmt: skip
+        raise WeightsError(f"cached weights file {path} {found}: it is damaged; run `{again}` to replace it")
+    return digest
 
 
 def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_download: bool = True) -> Path:
@@ -432,6 +465,7 @@ def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_d
         return path
     cached = cached_weights(name)
     if cached:
+        weights_digest(cached)  # a damaged file is refused here
         return cached
     if not auto_download:
         raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`")
