@@ -484,3 +484,30 @@ def test_no_auto_download_says_how_to_fetch(cache):
 def test_ifnet_m_has_no_source_and_says_what_to_do():
     with pytest.raises(WeightsError, match="models import FILE --model ifnet_m"):
         fetch_weights("ifnet_m", progress=False)
+
+
+def test_the_offer_of_a_file_of_your_own_is_spelled_for_python_and_for_the_command_line(
+    server, monkeypatch, tmp_path, capsys, caplog
+):
+    from PIL import Image
+
+    use_sources(monkeypatch, "4.6", WeightSource(url=server.base + "/gone/flownet_v4.6.pkl"))
+    with pytest.raises(WeightsError) as python:
+        fetch_weights("4.6", progress=False)
+    assert "or pass weights=PATH" in str(python.value) and "--weights" not in str(python.value)
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (32, 32)).save(tmp_path / name)
+    images = ["images", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "out")]
+    assert main([*images, "--model", "4.6", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "vsrife models import FILE --model 4.6" in err
+    assert "or pass --weights FILE" in err and "weights=PATH" not in err
+
+    assert main([*images, "--model", "4.6", "-q", "--no-download"]) == 1
+    err = capsys.readouterr().err
+    assert "vsrife models download 4.6" in err and "or pass --weights FILE" in err and "weights=PATH" not in err
+
+    assert main(["models", "download", "4.6", "-q"]) == 1  # a command with no --weights offers neither
+    logged = caplog.text  # (the command logs each failure to stderr; pytest captures the log)
+    assert "vsrife models import FILE --model 4.6" in logged and "weights=" not in logged and "--weights" not in logged

@@ -60,7 +60,7 @@ def models_download(args: argparse.Namespace) -> int:
         try:
             path = fetch_weights(name, force=args.force, progress=not args.quiet)
         except (WeightsError, ValueError) as e:
-            log.error("%s", e)
+            log.error("%s", e.offering(None) if isinstance(e, WeightsError) else e)  # this command has no --weights
             failed.append(name)
             continue
         print(f"{name}: {path}")
@@ -104,7 +104,9 @@ def _interpolator(args: argparse.Namespace):
             dtype = torch.float16 if device.type != "cpu" else torch.bfloat16
         return Interpolator(args.model, weights=args.weights, device=device, dtype=dtype, scale=args.scale,
                             tta=args.tta, auto_download=not args.no_download)  # fmt: skip
-    except (ValueError, WeightsError) as e:
+    except WeightsError as e:
+        raise CommandError(e.offering("--weights FILE")) from e
+    except ValueError as e:
         raise CommandError(str(e)) from e
 
 
@@ -229,7 +231,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         paths = run(Path(args.output), model=args.model, sample=args.sample, quiet=args.quiet)
-    except (DemoError, WeightsError, ValueError) as e:
+    except WeightsError as e:
+        raise CommandError(e.offering(None)) from e  # the demo has no --weights
+    except (DemoError, ValueError) as e:
         raise CommandError(str(e)) from e
     for label, path in paths.items():
         print(f"{label}: {path}")

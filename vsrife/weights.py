@@ -71,7 +71,22 @@ PAGE_LIMIT = 1 << 25  # bytes of a package index page
 
 
 class WeightsError(RuntimeError):
-    """Weights could not be fetched, verified or loaded. The message says what to do."""
+    """Weights could not be fetched, verified or loaded. The message says what to do.
+
+    Where a weights file of the user's own would do instead (``own_file``), ``str()`` ends by offering the
+    ``weights=`` argument, as Python and the VapourSynth filter spell it; a front end that spells it
+    otherwise, such as the command line's ``--weights FILE``, asks :meth:`offering` for its own wording.
+    """
+
+    def __init__(self, message: str, *, own_file: bool = False) -> None:
+        self.message, self.own_file = message, own_file
+        super().__init__(self.offering("weights=PATH"))
+
+    def offering(self, option: str | None) -> str:
+        """The message, ending with ``or pass OPTION`` where a file of the user's own would do (not if None)."""
+        if not self.own_file:
+            return self.message
+        return f"{self.message}, or pass {option}." if option else f"{self.message}."
 
 
 def cache_root() -> Path:
@@ -404,8 +419,8 @@ def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> P
             return _store(state, release, source.describe(), digest)
     raise WeightsError(
         f"could not fetch the weights of model {name}:\n" + "\n".join(failures) + "\n"
-        f"Download flownet_v{name}.pkl by hand and run `vsrife models import FILE --model {name}`, "
-        "or pass weights=PATH."
+        f"Download flownet_v{name}.pkl by hand and run `vsrife models import FILE --model {name}`",
+        own_file=True,
     )
 
 
@@ -468,7 +483,8 @@ def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_d
         weights_digest(cached)  # a damaged file is refused here
         return cached
     if not auto_download:
-        raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`")
+        raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`",
+                           own_file=True)  # fmt: skip
     return fetch_weights(name)
 
 
