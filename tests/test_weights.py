@@ -418,6 +418,19 @@ def test_a_damaged_cache_file_is_refused_on_load_and_download_repairs_it(server,
     clear_model_cache()
 
 
+def test_a_download_that_does_not_match_its_published_hash_is_refused(server, monkeypatch, cache):
+    """The catalogue's own GitHub source of 4.25 with its pinned sha256, served from 127.0.0.1 with a file
+    that loads strictly into 4.25 but is not the published one."""
+    [github] = [s for s in get_release("4.25").sources if s.url and "github.com" in s.url]
+    assert github.sha256
+    body = checkpoint_bytes("4.25")
+    use_sources(monkeypatch, "4.25", dataclasses.replace(github, url=server("/flownet_v4.25.pkl", body)))
+    with pytest.raises(WeightsError, match=rf"(?s)has sha256 {sha(body)}, expected {github.sha256}.*"
+                       r"Download flownet_v4.25.pkl by hand .* run `vsrife models import FILE --model 4.25`"):  # fmt: skip
+        fetch_weights("4.25", progress=False)
+    assert leftovers(cache / "models") == []
+
+
 class _Payload:
     """Pickles to a call that would create a marker file if it were ever run."""
 

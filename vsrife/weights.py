@@ -417,9 +417,10 @@ def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> P
             if source.sha256 is None:
                 log.warning("model %s: no published sha256 for %s; recorded %s", name, source.describe(), digest)
             return _store(state, release, source.describe(), digest)
+    published = next((f" from {s.url}" for s in release.sources if s.url), "")
     raise WeightsError(
         f"could not fetch the weights of model {name}:\n" + "\n".join(failures) + "\n"
-        f"Download flownet_v{name}.pkl by hand and run `vsrife models import FILE --model {name}`",
+        f"Download flownet_v{name}.pkl by hand{published} and run `vsrife models import FILE --model {name}`",
         own_file=True,
     )
 
