@@ -186,13 +186,11 @@ def _read_image(path: Path):
 def _write_image(tensor, path: Path) -> None:
     from PIL import Image
 
+    from .files import atomic_write
+
     arr = tensor[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().cpu().numpy()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    try:
-        Image.fromarray(arr).save(tmp, format="PNG")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:  # an exclusive temporary file: nothing planted in the folder is followed
+        Image.fromarray(arr).save(f, format="PNG")
 
 
 def run_images(args: argparse.Namespace) -> int:
