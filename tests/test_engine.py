@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vsrife
-from vsrife.engine import default_device, default_dtype
+from vsrife.engine import default_device, default_dtype, resolve_device
 
 from .conftest import psnr
 
@@ -106,3 +106,13 @@ def test_zero_based_frame_numbers_too(bikes, weights_40):
     blend = statistics.mean(psnr((bikes[a] + bikes[c]) / 2, bikes[b]) for a, b, c in zero_based)
     assert score == pytest.approx(39.12, abs=0.01)
     assert blend == pytest.approx(29.11, abs=0.01)
+
+
+def test_networks_are_shared_per_resolved_device(monkeypatch):
+    """'cuda' means the current CUDA device: it must share the key (and so the network) of 'cuda:N'."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)  # no GPU here: as if device 1 were current
+    assert resolve_device(torch.device("cuda")) == resolve_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    assert resolve_device(torch.device("cuda:0")) == torch.device("cuda:0")
+    assert resolve_device(torch.device("cpu")) == resolve_device(torch.device("cpu", 0)) == torch.device("cpu")
+    assert str(resolve_device(torch.device("cpu"))) == "cpu"
+

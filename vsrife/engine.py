@@ -14,7 +14,7 @@ from .catalogue import ReleaseInfo, get_release
 from .networks import _Network
 from .weights import load_network, resolve_weights, weights_digest
 
-__all__ = ["SCALES", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype"]
+__all__ = ["SCALES", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype", "resolve_device"]
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 _GPU_TYPES = ("cuda", "xpu", "mps", "hip")
@@ -72,6 +72,18 @@ def parse_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def resolve_device(device: torch.device) -> torch.device:
+    """``device`` with its index made explicit, so that one device has one name: ``cuda`` becomes
+    ``cuda:N`` for the current device N of its type (index 0 where the type has no notion of a current
+    device); every CPU is ``cpu``."""
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.index is not None:
+        return device
+    current = getattr(getattr(torch, device.type, None), "current_device", None)
+    return torch.device(device.type, current() if current is not None else 0)
+
+
 @dataclass(frozen=True)
 class Frame:
     """A source frame ready for the network: clamped, padded, on the device, with encoder features.
@@ -98,7 +110,7 @@ def clear_model_cache() -> None:
 
 def _shared_network(release: ReleaseInfo, path: os.PathLike[str], device: torch.device, dtype: torch.dtype,
                     channels_last: bool) -> _Network:  # fmt: skip
-    key = (release.name, weights_digest(path), str(device), dtype, channels_last)
+    key = (release.name, weights_digest(path), str(resolve_device(device)), dtype, channels_last)
     with _models_lock:
         net = _models.get(key)
         if net is None:
@@ -145,7 +157,7 @@ class Interpolator:
             raise ValueError(f"model {self.release.name} has no tta (ensemble) path; use tta=False or a model up to 4.20")
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, not {dtype!r}")
-        self.device = parse_device(device)
+        self.device = resolve_device(parse_device(device))  # the network and the frames stay on one device
         self.dtype = dtype if dtype is not None else default_dtype(self.device)
         self.scale = float(scale)
         self.tta = bool(tta)
