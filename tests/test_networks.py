@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 import vsrife
 from vsrife.catalogue import get_release, release_names
-from vsrife.engine import SCALES
+from vsrife.engine import SCALES, clear_model_cache
 from vsrife.networks import build_network
 from vsrife.weights import WeightsError, normalise_state_dict
 
@@ -169,4 +169,14 @@ def test_timesteps_that_are_not_finite_are_refused(random_weights, bad):
         it.interpolate(a, a, bad)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         it.interpolate(a, a, torch.tensor([0.5, bad]))
+
+
+def test_clear_model_cache_also_forgets_the_flow_grids():
+    from vsrife.networks import _base_grid, warp
+
+    warp(torch.rand(1, 3, 8, 8), torch.zeros(1, 2, 8, 8))
+    assert _base_grid.cache_info().currsize > 0
+    assert _base_grid.cache_info().maxsize is not None  # bounded: one grid per frame size and device
+    clear_model_cache()
+    assert _base_grid.cache_info().currsize == 0
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .catalogue import ReleaseInfo, get_release
-from .networks import _Network
+from .networks import _Network, clear_grid_cache
 from .weights import load_network, resolve_weights, weights_digest
 
 __all__ = ["SCALES", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype", "resolve_device"]
@@ -103,9 +103,11 @@ _models_lock = threading.Lock()
 
 
 def clear_model_cache() -> None:
-    """Forget every loaded network (they are shared process-wide otherwise)."""
+    """Forget every loaded network (they are shared process-wide otherwise) and the warp grids, freeing
+    the device memory they hold."""
     with _models_lock:
         _models.clear()
+        clear_grid_cache()
 
 
 def _shared_network(release: ReleaseInfo, path: os.PathLike[str], device: torch.device, dtype: torch.dtype,

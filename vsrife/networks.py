@@ -22,7 +22,16 @@ from torch import Tensor, nn
 
 from .catalogue import EncoderSpec, ReleaseInfo
 
-__all__ = ["FamilyTraits", "TRAITS", "TRAINING_ONLY_PREFIXES", "IFNet", "IFNetM", "build_network", "warp"]
+__all__ = [
+    "FamilyTraits",
+    "TRAITS",
+    "TRAINING_ONLY_PREFIXES",
+    "IFNet",
+    "IFNetM",
+    "build_network",
+    "clear_grid_cache",
+    "warp",
+]
 
 
 @dataclass(frozen=True)
@@ -155,12 +164,17 @@ def _encoder(spec: EncoderSpec) -> nn.Module:
     raise ValueError(f"unknown encoder layout {spec.layout!r}")
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=16)  # a few frame sizes per device; clear_grid_cache() frees them
 def _base_grid(height: int, width: int, device: torch.device) -> Tensor:
     ys = torch.linspace(-1.0, 1.0, height, device=device)
     xs = torch.linspace(-1.0, 1.0, width, device=device)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack((gx, gy), dim=-1).unsqueeze(0)
+
+
+def clear_grid_cache() -> None:
+    """Forget the sampling grids that :func:`warp` keeps on each device."""
+    _base_grid.cache_clear()
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:
