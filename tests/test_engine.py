@@ -116,3 +116,26 @@ def test_networks_are_shared_per_resolved_device(monkeypatch):
     assert resolve_device(torch.device("cpu")) == resolve_device(torch.device("cpu", 0)) == torch.device("cpu")
     assert str(resolve_device(torch.device("cpu"))) == "cpu"
 
+
+@pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
+def test_the_large_motion_restart_is_decided_per_pair(bikes, weights_40, tta):
+    """4.0 starts again from a coarser first block where block 1 sees motion over 32 px. A real pair and a
+    pair 80 px apart (a frame rolled sideways) in one batch must each come out as they do alone: the
+    decision is the pair's own, not the batch's."""
+    it = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32, tta=tta)
+    slow = bikes[0], bikes[2]
+    fast = bikes[4], torch.roll(bikes[4], shifts=80, dims=-1)
+    first_block_batches = []
+    hook = it.network.block0.register_forward_hook(lambda m, args, out: first_block_batches.append(len(args[0][0])))
+    try:
+        alone = [it.interpolate(*pair, 0.5) for pair in (slow, fast)]
+        runs = 2 if tta else 1  # tta runs the first block both ways, but not on a restart
+        assert first_block_batches == [1] * runs + [1] * runs + [1]  # only the fast pair restarts
+        first_block_batches.clear()
+        batch = it.interpolate(torch.cat([slow[0], fast[0]]), torch.cat([slow[1], fast[1]]), 0.5)
+        assert first_block_batches == [2] * runs + [1]  # both pairs, then the fast one again
+    finally:
+        hook.remove()
+    torch.testing.assert_close(batch[:1], alone[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(batch[1:], alone[1], atol=1e-4, rtol=0)
+
