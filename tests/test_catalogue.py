@@ -78,4 +78,3 @@ def test_published_hashes_are_pinned_on_the_github_sources(name):
     [source] = github
     assert source.url.endswith(f"/flownet_v{name}.pkl")
     assert source.sha256 == PUBLISHED.get(name)  # None (trusted on first use) where nothing is published
-

@@ -142,4 +142,3 @@ def test_the_large_motion_restart_is_decided_per_pair(bikes, weights_40, tta):
         hook.remove()
     torch.testing.assert_close(batch[:1], alone[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(batch[1:], alone[1], atol=1e-4, rtol=0)
-

@@ -179,4 +179,3 @@ def test_clear_model_cache_also_forgets_the_flow_grids():
     assert _base_grid.cache_info().maxsize is not None  # bounded: one grid per frame size and device
     clear_model_cache()
     assert _base_grid.cache_info().currsize == 0
-

@@ -449,7 +449,7 @@ def weights_digest(path: Path) -> str:
     path = Path(path)
     cached = _is_cache_file(path)
     try:
-        f, recorded = _open_recorded(path) if cached else (open(path, "rb"), None)
+        f, recorded = _open_recorded(path) if cached else (open(path, "rb"), None)  # noqa: SIM115 - closed below
     except OSError as e:
         raise WeightsError(f"cannot read weights file {path}: {e}") from e
     with f:
