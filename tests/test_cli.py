@@ -656,6 +656,38 @@ def test_images_between_two_frames(tmp_path, bikes):
     assert main(["images", str(tmp_path / "a.png"), str(small), "-o", str(out), *MODEL]) == 1
 
 
+def test_images_never_write_through_a_planted_symlink(tmp_path, weights_40):
+    """`.1.png.partial.png` was the fixed temporary name of 1.png: a symlink planted there made the command
+    overwrite whatever it pointed to."""
+    from PIL import Image
+
+    for name, colour in (("a.png", "red"), ("b.png", "blue")):
+        Image.new("RGB", (64, 48), colour).save(tmp_path / name)
+    out = tmp_path / "frames"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    for j in range(3):
+        (out / f".{j}.png.partial.png").symlink_to(victim)
+    assert main(["images", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(out), *MODEL]) == 0
+    assert victim.read_bytes() == b"precious"
+    for j in range(3):
+        assert not (out / f"{j}.png").is_symlink()
+        assert Image.open(out / f"{j}.png").size == (64, 48)
+
+
+def test_the_demo_picture_never_writes_through_a_planted_symlink(tmp_path):
+    from vsrife.demo import comparison_image
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (tmp_path / ".comparison.png.partial.png").symlink_to(victim)
+    frames = [torch.full((1, 3, 16, 16), v) for v in (0.2, 0.4, 0.6, 0.41)]
+    comparison_image(*frames, "RIFE", tmp_path / "comparison.png")
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / "comparison.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_models_commands(weights_40, capsys):
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out

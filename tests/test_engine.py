@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vsrife
-from vsrife.engine import default_device, default_dtype
+from vsrife.engine import default_device, default_dtype, resolve_device
 
 from .conftest import psnr
 
@@ -73,9 +73,13 @@ def test_odd_size_crop_of_real_footage(bikes, weights_40):
 def test_networks_are_loaded_once_per_process(weights_40):
     a = vsrife.Interpolator("4.0", device="cpu", scale=1.0)
     b = vsrife.Interpolator("4.0", device="cpu", scale=0.5, tta=True)
-    c = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32)
-    assert a.network is b.network
-    assert a.network is not c.network
+    assert a.network is b.network  # scale and tta are per call, not per network
+    # another precision is another network; which one is the default depends on the CPU (bfloat16 with
+    # native bf16 instructions, else float32), so ask for the one that is not
+    other = torch.bfloat16 if default_dtype(torch.device("cpu")) == torch.float32 else torch.float32
+    c = vsrife.Interpolator("4.0", device="cpu", dtype=other)
+    assert c.dtype != a.dtype and a.network is not c.network
+    assert vsrife.Interpolator("4.0", device="cpu", dtype=a.dtype).network is a.network
 
 
 def test_defaults_on_this_machine():
@@ -106,3 +110,35 @@ def test_zero_based_frame_numbers_too(bikes, weights_40):
     blend = statistics.mean(psnr((bikes[a] + bikes[c]) / 2, bikes[b]) for a, b, c in zero_based)
     assert score == pytest.approx(39.12, abs=0.01)
     assert blend == pytest.approx(29.11, abs=0.01)
+
+
+def test_networks_are_shared_per_resolved_device(monkeypatch):
+    """'cuda' means the current CUDA device: it must share the key (and so the network) of 'cuda:N'."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)  # no GPU here: as if device 1 were current
+    assert resolve_device(torch.device("cuda")) == resolve_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    assert resolve_device(torch.device("cuda:0")) == torch.device("cuda:0")
+    assert resolve_device(torch.device("cpu")) == resolve_device(torch.device("cpu", 0)) == torch.device("cpu")
+    assert str(resolve_device(torch.device("cpu"))) == "cpu"
+
+
+@pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
+def test_the_large_motion_restart_is_decided_per_pair(bikes, weights_40, tta):
+    """4.0 starts again from a coarser first block where block 1 sees motion over 32 px. A real pair and a
+    pair 80 px apart (a frame rolled sideways) in one batch must each come out as they do alone: the
+    decision is the pair's own, not the batch's."""
+    it = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32, tta=tta)
+    slow = bikes[0], bikes[2]
+    fast = bikes[4], torch.roll(bikes[4], shifts=80, dims=-1)
+    first_block_batches = []
+    hook = it.network.block0.register_forward_hook(lambda m, args, out: first_block_batches.append(len(args[0][0])))
+    try:
+        alone = [it.interpolate(*pair, 0.5) for pair in (slow, fast)]
+        runs = 2 if tta else 1  # tta runs the first block both ways, but not on a restart
+        assert first_block_batches == [1] * runs + [1] * runs + [1]  # only the fast pair restarts
+        first_block_batches.clear()
+        batch = it.interpolate(torch.cat([slow[0], fast[0]]), torch.cat([slow[1], fast[1]]), 0.5)
+        assert first_block_batches == [2] * runs + [1]  # both pairs, then the fast one again
+    finally:
+        hook.remove()
+    torch.testing.assert_close(batch[:1], alone[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(batch[1:], alone[1], atol=1e-4, rtol=0)

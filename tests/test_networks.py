@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 import vsrife
 from vsrife.catalogue import get_release, release_names
-from vsrife.engine import SCALES
+from vsrife.engine import SCALES, clear_model_cache
 from vsrife.networks import build_network
 from vsrife.weights import WeightsError, normalise_state_dict
 
@@ -143,7 +143,39 @@ def test_bad_timesteps_and_shapes_are_refused(random_weights):
             it.interpolate(a, a, t)
     with pytest.raises(ValueError, match="N x 3 x H x W"):
         it.interpolate(torch.rand(3, 32, 32), a, 0.5)
-    with pytest.raises(ValueError, match="frames differ in shape"):
+    with pytest.raises(ValueError, match="frames differ in size: 32x32 and 32x64"):
         it.interpolate(a, torch.rand(1, 3, 64, 32), 0.5)
     with pytest.raises(ValueError, match="3 timesteps for 2 frame pairs"):
         it.interpolate(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), torch.tensor([0.2, 0.4, 0.6]))
+
+
+def test_frames_of_different_sizes_are_refused_even_where_they_pad_alike(random_weights):
+    it = vsrife.Interpolator("4.0", weights=random_weights("4.0"), device="cpu")  # pads to multiples of 32
+    small, large = torch.rand(1, 3, 250, 250), torch.rand(1, 3, 256, 256)
+    with pytest.raises(ValueError, match=r"frames differ in size: 250x250 and 256x256"):
+        it.interpolate(small, large, 0.5)
+    with pytest.raises(ValueError, match=r"frames differ in size: 250x250 and 256x256"):
+        it.interpolate(it.prepare(small), it.prepare(large), 0.5)
+    with pytest.raises(ValueError, match=r"2 frames and 1 frame"):
+        it.interpolate(torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32), 0.5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_timesteps_that_are_not_finite_are_refused(random_weights, bad):
+    """NaN compares false both ways, so a check of t <= 0 or t >= 1 let it through to a NaN frame."""
+    it = vsrife.Interpolator("4.0", weights=random_weights("4.0"), device="cpu")
+    a = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        it.interpolate(a, a, bad)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        it.interpolate(a, a, torch.tensor([0.5, bad]))
+
+
+def test_clear_model_cache_also_forgets_the_flow_grids():
+    from vsrife.networks import _base_grid, warp
+
+    warp(torch.rand(1, 3, 8, 8), torch.zeros(1, 2, 8, 8))
+    assert _base_grid.cache_info().currsize > 0
+    assert _base_grid.cache_info().maxsize is not None  # bounded: one grid per frame size and device
+    clear_model_cache()
+    assert _base_grid.cache_info().currsize == 0

@@ -77,7 +77,7 @@ def models_download(args: argparse.Namespace) -> int:
         try:
             path = fetch_weights(name, force=args.force, progress=not args.quiet)
         except (WeightsError, ValueError) as e:
-            log.error("%s", e)
+            log.error("%s", e.offering(None) if isinstance(e, WeightsError) else e)  # this command has no --weights
             failed.append(name)
             continue
         print(f"{name}: {path}")
@@ -121,7 +121,9 @@ def _interpolator(args: argparse.Namespace):
             dtype = torch.float16 if device.type != "cpu" else torch.bfloat16
         return Interpolator(args.model, weights=args.weights, device=device, dtype=dtype, scale=args.scale,
                             tta=args.tta, auto_download=not args.no_download)  # fmt: skip
-    except (ValueError, WeightsError) as e:
+    except WeightsError as e:
+        raise CommandError(e.offering("--weights FILE")) from e
+    except ValueError as e:
         raise CommandError(str(e)) from e
 
 
@@ -337,13 +339,11 @@ def _read_image(path: Path):
 def _write_image(tensor, path: Path) -> None:
     from PIL import Image
 
+    from .files import atomic_write
+
     arr = tensor[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().cpu().numpy()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    try:
-        Image.fromarray(arr).save(tmp, format="PNG")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:  # an exclusive temporary file: nothing planted in the folder is followed
+        Image.fromarray(arr).save(f, format="PNG")
 
 
 def run_images(args: argparse.Namespace) -> int:
@@ -383,7 +383,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         paths = run(Path(args.output), model=args.model, sample=args.sample, quiet=args.quiet)
-    except (DemoError, VideoError, WeightsError, ValueError) as e:
+    except WeightsError as e:
+        raise CommandError(e.offering(None)) from e  # the demo has no --weights
+    except (DemoError, VideoError, ValueError) as e:
         raise CommandError(str(e)) from e
     for label, path in paths.items():
         print(f"{label}: {path}")

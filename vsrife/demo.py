@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .engine import Interpolator
+from .files import atomic_write
 from .weights import fetch_sample, fetch_weights
 
 __all__ = ["DemoError", "comparison_image", "run"]
@@ -45,12 +46,8 @@ def comparison_image(prev: torch.Tensor, truth: torch.Tensor, nxt: torch.Tensor,
         arr = img[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().numpy()
         canvas.paste(Image.fromarray(arr), (i * w, 20))
         draw.text((i * w + 6, 4), label, fill="white")
-    tmp = path.with_name(f".{path.name}.partial.png")
-    try:
-        canvas.save(tmp, format="PNG")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:  # an exclusive temporary file: nothing planted in the folder is followed
+        canvas.save(f, format="PNG")
     return scores
 
 

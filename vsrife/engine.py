@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .catalogue import ReleaseInfo, get_release
-from .networks import _Network
+from .networks import _Network, clear_grid_cache
 from .weights import load_network, resolve_weights, weights_digest
 
-__all__ = ["SCALES", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype"]
+__all__ = ["SCALES", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype", "resolve_device"]
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 _GPU_TYPES = ("cuda", "xpu", "mps", "hip")
@@ -72,6 +72,18 @@ def parse_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def resolve_device(device: torch.device) -> torch.device:
+    """``device`` with its index made explicit, so that one device has one name: ``cuda`` becomes
+    ``cuda:N`` for the current device N of its type (index 0 where the type has no notion of a current
+    device); every CPU is ``cpu``."""
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.index is not None:
+        return device
+    current = getattr(getattr(torch, device.type, None), "current_device", None)
+    return torch.device(device.type, current() if current is not None else 0)
+
+
 @dataclass(frozen=True)
 class Frame:
     """A source frame ready for the network: clamped, padded, on the device, with encoder features.
@@ -91,14 +103,16 @@ _models_lock = threading.Lock()
 
 
 def clear_model_cache() -> None:
-    """Forget every loaded network (they are shared process-wide otherwise)."""
+    """Forget every loaded network (they are shared process-wide otherwise) and the warp grids, freeing
+    the device memory they hold."""
     with _models_lock:
         _models.clear()
+        clear_grid_cache()
 
 
 def _shared_network(release: ReleaseInfo, path: os.PathLike[str], device: torch.device, dtype: torch.dtype,
                     channels_last: bool) -> _Network:  # fmt: skip
-    key = (release.name, weights_digest(path), str(device), dtype, channels_last)
+    key = (release.name, weights_digest(path), str(resolve_device(device)), dtype, channels_last)
     with _models_lock:
         net = _models.get(key)
         if net is None:
@@ -145,7 +159,7 @@ class Interpolator:
             raise ValueError(f"model {self.release.name} has no tta (ensemble) path; use tta=False or a model up to 4.20")
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, not {dtype!r}")
-        self.device = parse_device(device)
+        self.device = resolve_device(parse_device(device))  # the network and the frames stay on one device
         self.dtype = dtype if dtype is not None else default_dtype(self.device)
         self.scale = float(scale)
         self.tta = bool(tta)
@@ -160,8 +174,7 @@ class Interpolator:
     @torch.inference_mode()
     def prepare(self, image: Tensor) -> Frame:
         """Pad ``image`` (N x 3 x H x W, float in [0, 1]) for the network and run its encoder once."""
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(image.shape)}")
+        _check_image(image)
         h, w = image.shape[-2:]
         x = image.to(self.device, torch.float32, non_blocking=True).clamp(0, 1)
         ph, pw = -h % self.multiple, -w % self.multiple
@@ -173,26 +186,62 @@ class Interpolator:
     def interpolate(self, img0: Tensor | Frame, img1: Tensor | Frame, timestep: float | Tensor) -> Tensor:
         """The frame(s) at ``timestep`` between ``img0`` (t=0) and ``img1`` (t=1).
 
-        ``img0``/``img1`` are N x 3 x H x W float tensors in [0, 1] of any size, or prepared :class:`Frame`s.
-        ``timestep`` is a float in (0, 1) or a tensor of N (or of T when both frames have N = 1, which
-        gives T frames between one pair in one batch). Returns float32 on the interpolator's device.
+        ``img0``/``img1`` are N x 3 x H x W float tensors in [0, 1] of the same size, any size, or prepared
+        :class:`Frame`s. ``timestep`` is a float in (0, 1) or a tensor of N (or of T when both frames have
+        N = 1, which gives T frames between one pair in one batch). Returns float32 on the interpolator's
+        device. Every argument is checked on the host before any work reaches the device.
         """
+        n0, h0, w0 = _frame_size(img0)
+        n1, h1, w1 = _frame_size(img1)
+        if (h0, w0) != (h1, w1):
+            raise ValueError(f"frames differ in size: {w0}x{h0} and {w1}x{h1}")
+        if n0 != n1:
+            raise ValueError(f"frames differ in number: {_frames(n0)} and {_frames(n1)}")
+        t = _host_timesteps(timestep)
+        if t.numel() not in (1, n0) and n0 != 1:
+            raise ValueError(f"{t.numel()} timesteps for {n0} frame pairs")
         a = img0 if isinstance(img0, Frame) else self.prepare(img0)
         b = img1 if isinstance(img1, Frame) else self.prepare(img1)
         if a.image.shape != b.image.shape:
-            raise ValueError(f"frames differ in shape: {(a.height, a.width)} and {(b.height, b.width)}")
-        t = torch.as_tensor(timestep, dtype=torch.float32).to(self.device).reshape(-1)
-        if bool(((t <= 0) | (t >= 1)).any()):
-            raise ValueError("timestep must lie strictly between 0 and 1")
-        n = a.image.shape[0]
-        if t.numel() not in (1, n) and n != 1:
-            raise ValueError(f"{t.numel()} timesteps for {n} frame pairs")
-        batch = max(n, t.numel())
+            raise ValueError(f"frames padded differently ({tuple(a.image.shape)} and {tuple(b.image.shape)}): "
+                             "prepare both with the same Interpolator")  # fmt: skip
+        t = t.to(self.device)
+        batch = max(n0, t.numel())
         x0, x1, f0, f1 = a.image, b.image, a.features, b.features
-        if batch != n:
+        if batch != n0:
             x0, x1 = x0.expand(batch, -1, -1, -1), x1.expand(batch, -1, -1, -1)
             if f0 is not None:
                 f0, f1 = f0.expand(batch, -1, -1, -1), f1.expand(batch, -1, -1, -1)
         times = t.view(-1, 1, 1, 1).expand(batch, 1, 1, 1)
         out = self.network(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta)
         return out[:, :, : a.height, : a.width]
+
+
+def _check_image(image: Tensor) -> None:
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(image.shape)}")
+
+
+def _frame_size(x: Tensor | Frame) -> tuple[int, int, int]:
+    """(N, H, W) of a frame as given, before any padding."""
+    if isinstance(x, Frame):
+        return x.image.shape[0], x.height, x.width
+    _check_image(x)
+    n, _, h, w = x.shape
+    return n, h, w
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _host_timesteps(timestep: float | Tensor) -> Tensor:
+    """``timestep`` as a flat float32 CPU tensor, each value checked to lie in (0, 1); NaN and inf do not."""
+    t = torch.as_tensor(timestep).detach().to("cpu", torch.float32).reshape(-1)
+    if t.numel() == 0:
+        raise ValueError("no timestep given")
+    bad = t[~((t > 0) & (t < 1))]  # NaN compares false both ways, so it lands here too
+    if bad.numel():
+        shown = ", ".join(str(v) for v in bad[:3].tolist()) + (" ..." if bad.numel() > 3 else "")
+        raise ValueError(f"timestep must lie strictly between 0 and 1, not {shown}")
+    return t

@@ -22,7 +22,16 @@ from torch import Tensor, nn
 
 from .catalogue import EncoderSpec, ReleaseInfo
 
-__all__ = ["FamilyTraits", "TRAITS", "TRAINING_ONLY_PREFIXES", "IFNet", "IFNetM", "build_network", "warp"]
+__all__ = [
+    "FamilyTraits",
+    "TRAITS",
+    "TRAINING_ONLY_PREFIXES",
+    "IFNet",
+    "IFNetM",
+    "build_network",
+    "clear_grid_cache",
+    "warp",
+]
 
 
 @dataclass(frozen=True)
@@ -155,12 +164,17 @@ def _encoder(spec: EncoderSpec) -> nn.Module:
     raise ValueError(f"unknown encoder layout {spec.layout!r}")
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=16)  # a few frame sizes per device; clear_grid_cache() frees them
 def _base_grid(height: int, width: int, device: torch.device) -> Tensor:
     ys = torch.linspace(-1.0, 1.0, height, device=device)
     xs = torch.linspace(-1.0, 1.0, width, device=device)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack((gx, gy), dim=-1).unsqueeze(0)
+
+
+def clear_grid_cache() -> None:
+    """Forget the sampling grids that :func:`warp` keeps on each device."""
+    _base_grid.cache_clear()
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:
@@ -233,45 +247,74 @@ class IFNet(_Network):
         scale: float = 1.0,
         ensemble: bool = False,
     ) -> Tensor:
-        traits, fmt = self.traits, self.memory_format
         scales = [s / scale for s in self.scales]
         if self.has_encoder and feat0 is None:
             feat0, feat1 = self.features(img0), self.features(img1)
+        restart = self.traits.adaptive_scale
+        return self._estimate(img0, img1, timestep, feat0, feat1, scales, ensemble, ensemble, restart)
+
+    def _estimate(
+        self,
+        img0: Tensor,
+        img1: Tensor,
+        timestep: Tensor,
+        feat0: Tensor | None,
+        feat1: Tensor | None,
+        scales: list[float],
+        ensemble: bool,
+        first_both_ways: bool,
+        may_restart: bool,
+    ) -> Tensor:
+        """The blocks in turn, then the blend. ``first_both_ways`` runs the first block on the pair and on
+        the swapped pair (tta); ``may_restart`` allows the 4.0/4.1 large-motion restart."""
+        traits, fmt = self.traits, self.memory_format
         feats = (feat0, feat1) if feat0 is not None else ()
-        rfeats = feats[::-1]
-
-        def first(s: float, both_ways: bool) -> tuple[Tensor, Tensor, Tensor]:
-            flow, mask, carried = self.blocks[0]((img0, img1, *feats, timestep), None, s, fmt)
-            if both_ways:
-                f, m, _ = self.blocks[0]((img1, img0, *rfeats, 1 - timestep), None, s, fmt)
-                flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
-            return flow, mask, carried
-
-        flow, mask, carried = first(scales[0], ensemble)
+        flow, mask, carried = self.blocks[0]((img0, img1, *feats, timestep), None, scales[0], fmt)
+        if first_both_ways:
+            f, m, _ = self.blocks[0]((img1, img0, *feats[::-1], 1 - timestep), None, scales[0], fmt)
+            flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        restarted = None
         for i in range(1, len(self.blocks)):
             block = self.blocks[i]
             wfeats = (warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])) if feats else ()
             extra = (carried,) if traits.pass_features else ()
             delta, m, carried = block((warped0, warped1, *wfeats, timestep, mask, *extra), flow, scales[i], fmt)
-            if i == 1 and traits.adaptive_scale and bool(
-                (delta[:, :2].abs().max() > 32) & (delta[:, 2:4].abs().max() > 32)
-            ):
-                # Large motion: start again from a coarser first block (upstream 4.0/4.1 behaviour).
-                scales = [s * 2 for s in scales]
-                flow, mask, carried = first(scales[0], False)
-                warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-                delta, m, carried = block((warped0, warped1, timestep, mask), flow, scales[i], fmt)
+            if i == 1 and may_restart:
+                # Large motion: a pair whose block-1 update exceeds 32 px in both flows starts again from a
+                # coarser first block, with every later block coarser too (upstream 4.0/4.1). Each pair
+                # decides for itself. Reading the decision costs one host round trip per batch, as
+                # upstream's `if` did; it lets the other pairs skip the restart entirely.
+                large = (delta[:, :2].abs().amax((1, 2, 3)) > 32) & (delta[:, 2:4].abs().amax((1, 2, 3)) > 32)
+                rows = large.cpu()
+                if rows.any():
+                    redo = rows.nonzero()[:, 0].to(img0.device)
+                    coarse = [s * 2 for s in scales]
+                    picked = [None if t is None else t[redo] for t in (img0, img1, timestep, feat0, feat1)]
+                    restarted = redo, self._estimate(*picked, coarse, ensemble, False, False)
+                    if rows.all():
+                        return restarted[1]
+                    keep = (~rows).nonzero()[:, 0].to(img0.device)
+                    img0, img1, timestep, flow, mask, warped0, warped1, delta, m, carried = (
+                        t[keep] for t in (img0, img1, timestep, flow, mask, warped0, warped1, delta, m, carried)
+                    )
+                    feat0, feat1 = (None, None) if feat0 is None else (feat0[keep], feat1[keep])
+                    wfeats = tuple(t[keep] for t in wfeats)
             if ensemble:
-                rwfeats = wfeats[::-1]
-                rx = (warped1, warped0, *rwfeats, 1 - timestep, -mask)
+                rx = (warped1, warped0, *wfeats[::-1], 1 - timestep, -mask)
                 d, mr, _ = block(rx, _swap(flow), scales[i], fmt)
                 delta, m = (delta + _swap(d)) / 2, (m - mr) / 2
             flow = flow + delta
             mask = mask + m if traits.accumulate_mask else m
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         weight = torch.sigmoid(mask)
-        return warped0 * weight + warped1 * (1 - weight)
+        out = warped0 * weight + warped1 * (1 - weight)
+        if restarted is None:
+            return out
+        redo, coarse_out = restarted
+        merged = out.new_empty((len(keep) + len(redo), *out.shape[1:]))
+        merged[keep], merged[redo] = out, coarse_out
+        return merged
 
 
 class _Conv2(nn.Module):

