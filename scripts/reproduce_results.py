@@ -1,4 +1,4 @@
-"""Reproduce README.md's results section from scratch: quality, speed, then the report.
+"""Reproduce README.md's results sections from scratch: quality, speed, held frames, then the report.
 
     python scripts/reproduce_results.py [--quick] [-- extra arguments for bench_quality.py]
 
@@ -27,6 +27,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     run("bench_quality.py", *extra)
     run("bench_speed.py", *(["--quick"] if quick else []))
+    run("bench_dedup.py")
     run("report.py")
 
 
