@@ -34,6 +34,8 @@ def machine_line(machine: dict) -> str:
     if machine.get("ram_gib"):
         parts.append(f"{machine['ram_gib']:.0f} GiB")
     parts.append(", ".join(machine.get("gpus") or []) or (machine.get("gpu") or "no GPU"))
+    if "cpu_native_bf16" in machine:
+        parts.append("CPU with native bf16" if machine["cpu_native_bf16"] else "CPU without native bf16 (AVX2)")
     parts.append(f"torch {machine.get('torch', '?')}")
     return ", ".join(p for p in parts if p) + f"; measured {machine.get('date', '?')}"
 
