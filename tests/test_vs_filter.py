@@ -225,6 +225,7 @@ def test_vspipe_streams_clean_y4m(tmp_path, weights_40):
     env = {**os.environ, "PYTHONPATH": site}  # for the vapoursynth module itself, before the script runs
     done = subprocess.run([vspipe, "-c", "y4m", str(script), "-"], capture_output=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
+    assert b"still exist" not in done.stderr, done.stderr.decode()  # every filter freed with the core
     header, _, body = done.stdout.partition(b"\n")
     assert header.startswith(b"YUV4MPEG2 ") and b" W64 H48 F48:1 " in header  # BlankClip's 24 fps, doubled
     frame = 64 * 48 * 3 // 2

@@ -146,19 +146,23 @@ def _write(tensor: torch.Tensor, frame: "vs.VideoFrame") -> None:
 
 class _Bounded(Generic[K, V]):
     """A small thread-safe LRU map. ``get`` computes a missing value outside the lock, so a computation
-    that fetches frames never blocks other threads; two threads may then compute the same value once each."""
+    that fetches frames never blocks other threads; two threads may then compute the same value once each.
 
-    def __init__(self, size: int, compute: Callable[[K], V]) -> None:
+    The computation is given to each ``get`` by an owner that holds the map (never stored with it), so no
+    reference cycle keeps the owner's nodes alive after the graph is freed.
+    """
+
+    def __init__(self, size: int, compute: Callable[[K], V] | None = None) -> None:
         self.size, self.compute = size, compute
         self.items: OrderedDict[K, V] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: K) -> V:
+    def get(self, key: K, compute: Callable[[K], V] | None = None) -> V:
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
                 return self.items[key]
-        value = self.compute(key)
+        value = (compute or self.compute)(key)  # type: ignore[misc]
         with self.lock:
             self.items[key] = value
             while len(self.items) > self.size:
@@ -176,8 +180,8 @@ class _Source:
         self.clip, self.rgb = clip, rgb
         self.sc_threshold, self.hold_threshold = sc_threshold, hold_threshold
         self.network = threading.Lock()  # one network call at a time; VapourSynth threads queue here
-        self.frames: _Bounded[int, Frame] = _Bounded(_CACHE, self._prepare)
-        self.signatures: _Bounded[int, tuple[torch.Tensor, torch.Tensor]] = _Bounded(_SIGNATURES, self._signature)
+        self.frames: _Bounded[int, Frame] = _Bounded(_CACHE)
+        self.signatures: _Bounded[int, tuple[torch.Tensor, torch.Tensor]] = _Bounded(_SIGNATURES)
 
     def tensor(self, index: int) -> torch.Tensor:
         return _to_tensor(self.rgb.get_frame(index))
@@ -197,7 +201,7 @@ class _Source:
             "_SceneChangePrev"
         ):
             return True
-        a, b = self.signatures.get(j - 1)[0], self.signatures.get(j)[0]
+        a, b = self.signatures.get(j - 1, self._signature)[0], self.signatures.get(j, self._signature)[0]
         return scene_difference(a, b) > self.sc_threshold
 
     def same(self, j: int) -> bool:
@@ -207,11 +211,11 @@ class _Source:
 
     def hold(self, j: int) -> bool:
         """Source frame j shows the drawing of frame j - 1."""
-        a, b = self.signatures.get(j - 1)[1], self.signatures.get(j)[1]
+        a, b = self.signatures.get(j - 1, self._signature)[1], self.signatures.get(j, self._signature)[1]
         return hold_difference(a, b) < self.hold_threshold
 
     def interpolate(self, plan: FramePlan) -> torch.Tensor:
-        a, b = self.frames.get(plan.left), self.frames.get(plan.right)
+        a, b = self.frames.get(plan.left, self._prepare), self.frames.get(plan.right, self._prepare)
         with self.network:
             return self.interpolator.interpolate(a, b, float(plan.timestep))
 
