@@ -377,6 +377,39 @@ def run_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_plugin(args: argparse.Namespace) -> int:
+    from . import native
+
+    folder = Path(args.dir).expanduser() if args.dir else None
+    try:
+        if args.action == "install":
+            path = native.install(args.namespace, folder)
+            if folder is None:
+                print(f"installed {path}: core.{args.namespace}.RIFE(clip, ...) works in every script from now on")
+            else:
+                print(f"installed {path}: VapourSynth loads it where {folder} is a plugin folder it searches, "
+                      f"or after core.std.LoadPlugin({str(path)!r})")  # fmt: skip
+        elif args.action == "remove":
+            removed = native.remove(args.namespace, folder)
+            for path in removed:
+                print(f"removed {path}")
+            if not removed:
+                print(f"no vsrife plugin in {folder or native.plugin_dir()}")
+        else:
+            where = folder or native.plugin_dir()
+            found = native.find_installed([where])
+            for item in found:
+                print(f"{item.path}: core.{item.namespace}.RIFE")
+            if not found:
+                print(f"no vsrife plugin in {where}; run `vsrife plugin install`")
+    except native.PluginError as e:
+        raise CommandError(str(e)) from e
+    except OSError as e:
+        raise CommandError(f"{e.filename or 'the plugin folder'}: {e.strerror}; give a folder of your own with --dir "
+                           "and name it UserPluginDir in vapoursynth.conf (R66-R73)") from e  # fmt: skip
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import DemoError, run
     from .video import VideoError
@@ -463,6 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--overwrite", action="store_true", help="replace PNGs already in the folder")
     _engine_options(images)
     images.set_defaults(run=run_images)
+
+    plugin = commands.add_parser("plugin", help="core.rife.RIFE in any VapourSynth script: a native namespace")
+    actions = plugin.add_subparsers(dest="action", required=True)
+    for action, text in (("install", "build the namespace's plugin and install it where VapourSynth loads it"),
+                         ("remove", "remove vsrife's plugin"), ("status", "what is installed where")):  # fmt: skip
+        a = actions.add_parser(action, help=text)
+        a.add_argument("--dir", metavar="DIR", help="plugin folder (default: the one VapourSynth loads by itself)")
+        if action != "status":
+            a.add_argument("--namespace", default="rife" if action == "install" else None, metavar="NAME",
+                           help="namespace (install: default rife; remove: default every vsrife one)")  # fmt: skip
+        a.set_defaults(run=run_plugin, namespace=None) if action == "status" else a.set_defaults(run=run_plugin)
 
     demo = commands.add_parser("demo", help="one-command first run on real sample footage")
     demo.add_argument("-o", "--output", default="vsrife-demo", help="output folder (default ./vsrife-demo)")
