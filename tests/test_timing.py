@@ -19,7 +19,6 @@ from vsrife.timing import (
     luma_thumbnail,
     output_count,
     plan_frame,
-    plan_slot,
     rate_factor,
     scene_difference,
     slot_duration,

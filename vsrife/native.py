@@ -55,7 +55,7 @@ for _first, _name in zip(range(11, 63, 2), (
     "4.0", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8", "4.9", "4.10", "4.11", "4.12", "4.12.lite",
     "4.13", "4.13.lite", "4.14", "4.14.lite", "4.15", "4.15.lite", "4.16.lite", "4.17", "4.17.lite", "4.18",
     "4.19", "4.20",
-)):  # fmt: skip
+), strict=True):  # fmt: skip
     NCNN_MODELS[_first], NCNN_MODELS[_first + 1] = (_name, False), (_name, True)
 NCNN_MODELS.update({63: ("4.21", False), 64: ("4.22", False), 65: ("4.22.lite", False), 66: ("4.23", False),
                     67: ("4.24", False), 68: ("4.24", True), 69: ("4.25", False), 70: ("4.25.lite", False),
