@@ -78,3 +78,18 @@ def test_arrays_and_unknown_names_are_refused():
         plugin_arguments({"multi": [2, 3]})
     with pytest.raises(ValueError, match="unknown argument"):
         plugin_arguments({"speed": [1]})
+
+
+def test_a_missing_compiler_or_missing_headers_say_what_to_do(tmp_path, monkeypatch):
+    from vsrife import native
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing to run here
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(native.PluginError, match="no C compiler found .* install one"):
+        native._compiler()
+    monkeypatch.setattr(native, "_include_dirs", lambda: [])
+    with pytest.raises(native.PluginError, match="VapourSynth4.h.*PKG_CONFIG_PATH"):
+        native.build("rife", tmp_path)
+    with pytest.raises(native.PluginError, match="lower-case letters"):
+        native.build("Bad-Name", tmp_path)
+    assert list(tmp_path.iterdir()) == []

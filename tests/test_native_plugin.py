@@ -176,3 +176,39 @@ def test_a_namespace_held_by_another_plugin_is_explained(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_without_a_python_interpreter_the_call_says_so(tmp_path, loaded):
+    """A C program hosting the core, with no Python in the process: rife.RIFE fails with a clear message
+    (the plugin looks Python up at run time, so it still loads)."""
+    host = tmp_path / "host.c"
+    host.write_text(textwrap.dedent("""
+        #include <stdio.h>
+        #include "VapourSynth4.h"
+        int main(int argc, char **argv) {
+            const VSAPI *vsapi = getVapourSynthAPI(VAPOURSYNTH_API_VERSION);
+            VSCore *core = vsapi->createCore(0);
+            VSMap *args = vsapi->createMap(), *none = vsapi->createMap();
+            vsapi->mapSetData(args, "path", argv[1], -1, dtUtf8, maReplace);
+            VSPlugin *std = vsapi->getPluginByNamespace("std", core);
+            VSMap *loaded = vsapi->invoke(std, "LoadPlugin", args);
+            if (vsapi->mapGetError(loaded)) { printf("load: %s\\n", vsapi->mapGetError(loaded)); return 2; }
+            VSMap *blank = vsapi->invoke(std, "BlankClip", none);
+            VSMap *call = vsapi->createMap();
+            vsapi->mapConsumeNode(call, "clip", vsapi->mapGetNode(blank, "clip", 0, NULL), maReplace);
+            VSMap *out = vsapi->invoke(vsapi->getPluginByNamespace("rife", core), "RIFE", call);
+            printf("%s\\n", vsapi->mapGetError(out) ? vsapi->mapGetError(out) : "no error");
+            vsapi->freeMap(out); vsapi->freeMap(call); vsapi->freeMap(blank); vsapi->freeMap(loaded);
+            vsapi->freeMap(none); vsapi->freeMap(args); vsapi->freeCore(core);
+            return 0;
+        }
+    """))
+    library = native._core_library()
+    if library is None:
+        pytest.skip("cannot tell which VapourSynth library this process runs")
+    program = tmp_path / "host"
+    subprocess.run([native._compiler(), f"-I{native._include_dirs()[0]}", str(host), "-o", str(program),
+                    f"-L{library.parent}", f"-Wl,-rpath,{library.parent}", "-lvapoursynth"], check=True)  # fmt: skip
+    done = subprocess.run([str(program), str(loaded)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("rife.RIFE: no Python interpreter runs in this process"), done.stdout
