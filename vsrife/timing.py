@@ -311,18 +311,22 @@ class SlotPlanner:
         return ready
 
 
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.709 luma (N x 1 x H x W, float32) of N x 3 x H x W RGB in [0, 1]."""
+    weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb.float() * weights).sum(1, keepdim=True)
+
+
 def luma_thumbnail(rgb: torch.Tensor) -> torch.Tensor:
     """A 1/8-size BT.709 luma image (N x 1 x h x w, float32) of N x 3 x H x W RGB in [0, 1]."""
-    weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
-    luma = (rgb.float() * weights).sum(1, keepdim=True)
+    luma = _luma(rgb)
     h, w = luma.shape[-2:]
     return F.adaptive_avg_pool2d(luma, (max(1, h // 8), max(1, w // 8)))
 
 
 def hold_luma(rgb: torch.Tensor) -> torch.Tensor:
     """Half-size BT.709 luma (N x 1 x h x w, float32) of N x 3 x H x W RGB in [0, 1], for :func:`hold_difference`."""
-    weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
-    luma = (rgb.float() * weights).sum(1, keepdim=True)
+    luma = _luma(rgb)
     return F.avg_pool2d(luma, 2) if min(luma.shape[-2:]) >= 2 else luma
 
 
