@@ -28,6 +28,7 @@ def main() -> None:
     run("bench_quality.py", *extra)
     run("bench_speed.py", *(["--quick"] if quick else []))
     run("bench_dedup.py")
+    run("bench_contention.py")
     run("report.py")
 
 

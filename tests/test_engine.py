@@ -93,7 +93,8 @@ def test_defaults_on_this_machine():
 def test_import_is_silent_and_side_effect_free():
     code = (
         "import os, sys; before = dict(os.environ); import vsrife; "
-        "assert 'vapoursynth' not in sys.modules; assert dict(os.environ) == before"
+        "assert 'vapoursynth' not in sys.modules and 'torch' not in sys.modules; assert dict(os.environ) == before; "
+        "vsrife.Interpolator; assert 'torch' in sys.modules and dict(os.environ) == before"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -142,3 +143,22 @@ def test_the_large_motion_restart_is_decided_per_pair(bikes, weights_40, tta):
         hook.remove()
     torch.testing.assert_close(batch[:1], alone[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(batch[1:], alone[1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("preset, expected", [
+    ({}, {"GOMP_SPINCOUNT": "1000"}),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"}),  # the user's choice stands
+    ({"GOMP_SPINCOUNT": "50"}, {"GOMP_SPINCOUNT": "50"}),
+])  # fmt: skip
+def test_the_program_settles_openmp_before_torch_loads(preset, expected):
+    """The vsrife program asks for short OpenMP spins (fair beside busy processes) before torch is
+    loaded, since the runtime reads them only then; a user's own setting is kept."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | preset
+    code = ("import os, sys; from vsrife.program import _fair_threads; _fair_threads(); "
+            "assert 'torch' not in sys.modules; import torch; "
+            "print({k: os.environ[k] for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT') if k in os.environ})")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(expected)
