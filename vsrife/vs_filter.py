@@ -148,21 +148,21 @@ class _Bounded(Generic[K, V]):
     """A small thread-safe LRU map. ``get`` computes a missing value outside the lock, so a computation
     that fetches frames never blocks other threads; two threads may then compute the same value once each.
 
-    The computation is given to each ``get`` by an owner that holds the map (never stored with it), so no
-    reference cycle keeps the owner's nodes alive after the graph is freed.
+    The computation comes with each ``get``, never stored with the map: an owner whose computation refers
+    back to it would otherwise form a reference cycle that keeps its nodes alive after the graph is freed.
     """
 
-    def __init__(self, size: int, compute: Callable[[K], V] | None = None) -> None:
-        self.size, self.compute = size, compute
+    def __init__(self, size: int) -> None:
+        self.size = size
         self.items: OrderedDict[K, V] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: K, compute: Callable[[K], V] | None = None) -> V:
+    def get(self, key: K, compute: Callable[[K], V]) -> V:
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
                 return self.items[key]
-        value = (compute or self.compute)(key)  # type: ignore[misc]
+        value = compute(key)
         with self.lock:
             self.items[key] = value
             while len(self.items) > self.size:
@@ -314,18 +314,21 @@ def RIFE(  # noqa: N802 - the name users already type
     source = _Source(interpolator, clip, rgb, sc_threshold=sc_threshold, hold_threshold=dedup_threshold)
     cut = source.cut if sc else None
     hold = source.hold if dedup else None
-    plans: _Bounded[int, FramePlan] = _Bounded(_PLANS, lambda n: plan_frame(n, m, n_src, cut=cut, hold=hold, same=source.same))
+    plans: _Bounded[int, FramePlan] = _Bounded(_PLANS)
+
+    def plan(n: int) -> FramePlan:
+        return plans.get(n, lambda k: plan_frame(k, m, n_src, cut=cut, hold=hold, same=source.same))
 
     def interpolate(n: int, f: "vs.VideoFrame") -> "vs.VideoFrame":
-        plan = plans.get(n)
+        slot = plan(n)
         try:
-            result = source.interpolate(plan)
+            result = source.interpolate(slot)
         except torch.OutOfMemoryError as e:
             raise _error(f"out of memory at frame {n}; try scale=0.5, fp16=True or a smaller model") from e
-        out = rgb.get_frame(plan.left).copy()  # the left source frame's properties
+        out = rgb.get_frame(slot.left).copy()  # the left source frame's properties
         _write(result, out)
         props = out.props
-        props["RIFE_Timestep"] = float(plan.timestep)
+        props["RIFE_Timestep"] = float(slot.timestep)
         props["RIFE_Model"] = release.name
         for stale in ("_SceneChangeNext", "_SceneChangePrev", "_PictType"):
             props.pop(stale, None)
@@ -335,11 +338,13 @@ def RIFE(  # noqa: N802 - the name users already type
     interpolated = core.std.ModifyFrame(template_rgb, template_rgb, interpolate)
     if back is not None:
         interpolated = (core.resize.Point if fmt.color_family == vs.RGB else core.resize.Bicubic)(interpolated, **back)
-    passthrough: _Bounded[int, vs.VideoNode] = _Bounded(_CACHE, lambda j: clip[j])  # FrameEval clamps n to it
+    passthrough: _Bounded[int, vs.VideoNode] = _Bounded(_CACHE)
 
     def choose(n: int) -> "vs.VideoNode":
-        plan = plans.get(n)
-        return interpolated if plan.source is None else passthrough.get(plan.source)
+        slot = plan(n)
+        if slot.source is None:
+            return interpolated
+        return passthrough.get(slot.source, clip.__getitem__)  # FrameEval asks it for frame n: clamped to its one
 
     if clip.fps == 0:
         out = core.std.FrameEval(core.std.BlankClip(clip, length=count, keep=True), choose)
