@@ -1,6 +1,7 @@
 """Write README.md's results section and its pictures from the benchmark JSON; no number is typed by hand.
 
     python scripts/report.py [--quality bench-results/quality.json] [--speed bench-results/speed.json]
+                             [--dedup bench-results/dedup.json] [--contention bench-results/contention.json]
 
 Replaces the text between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in README.md with
 tables built from the JSON files, and writes ``docs/results/speed_quality.png`` (speed against quality
@@ -172,11 +173,11 @@ def main() -> None:
     ap.add_argument("--quality", type=Path, default=ROOT / "bench-results" / "quality.json")
     ap.add_argument("--speed", type=Path, default=ROOT / "bench-results" / "speed.json")
     ap.add_argument("--dedup", type=Path, default=ROOT / "bench-results" / "dedup.json")
+    ap.add_argument("--contention", type=Path, default=ROOT / "bench-results" / "contention.json")
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = ap.parse_args()
-    contention = args.dedup.with_name("contention.json")
-    if contention.is_file():
-        replace_section(args.readme, contention_section(json.loads(contention.read_text())), CONTENTION)
+    if args.contention.is_file():
+        replace_section(args.readme, contention_section(json.loads(args.contention.read_text())), CONTENTION)
         print(f"wrote the shared-CPU results of {args.readme}")
     if args.dedup.is_file():
         replace_section(args.readme, dedup_section(json.loads(args.dedup.read_text())), DEDUP)
