@@ -63,6 +63,11 @@ def test_rate_factor_errors():
         rate_factor(Fraction(30), Fraction(24))
     with pytest.raises(ValueError, match="variable frame rate"):
         rate_factor(Fraction(0), Fraction(60))
+    with pytest.raises(ValueError, match="must be above the source rate"):
+        rate_factor(Fraction(24), Fraction(24))
+    assert rate_factor(Fraction(24), Fraction(24), same_rate=True) == 1  # dedup at the source rate
+    with pytest.raises(ValueError, match="must be above the source rate"):
+        rate_factor(Fraction(24), Fraction(12), same_rate=True)
 
 
 def test_as_fraction():

@@ -73,10 +73,13 @@ def as_fraction(value: int | float | str | Fraction, what: str = "value") -> Fra
     raise ValueError(f"{what} must be a number or a ratio, not {type(value).__name__}")
 
 
-def rate_factor(source_fps: Fraction, target_fps: Fraction) -> Fraction:
-    """The multiplier that turns ``source_fps`` into ``target_fps``; ValueError unless it is above 1."""
+def rate_factor(source_fps: Fraction, target_fps: Fraction, *, same_rate: bool = False) -> Fraction:
+    """The multiplier that turns ``source_fps`` into ``target_fps``; ValueError unless it is above 1, or
+    exactly 1 where ``same_rate`` allows it (dedup: held drawings replaced by motion at the source rate)."""
     if source_fps <= 0:
         raise ValueError("the source frame rate is unknown (variable frame rate); give a multiplier instead")
+    if same_rate and target_fps == source_fps:
+        return Fraction(1)
     if target_fps <= source_fps:
         raise ValueError(f"target rate {target_fps} fps must be above the source rate {source_fps} fps")
     return target_fps / source_fps

@@ -355,11 +355,9 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
     src_rate = _source_rate(vin)
     if src_rate <= 0:
         raise VideoError("the input's video stream has no frame rate (not even an average); it cannot be timed")
-    if job.fps is not None and job.dedup and job.fps == src_rate:
-        multi = Fraction(1)
-    elif job.fps is not None:
+    if job.fps is not None:
         try:
-            multi = rate_factor(src_rate, job.fps)
+            multi = rate_factor(src_rate, job.fps, same_rate=job.dedup)
         except ValueError as e:
             raise VideoError(str(e)) from e
     else:

@@ -87,11 +87,9 @@ def _multiplier(clip: "vs.VideoNode", multi: Any, fps_num: int | None, fps_den: 
         if clip.fps == 0:
             raise _error("the clip has no constant frame rate (fps 0/1), so a target fps cannot be met; "
                          "use multi to split each frame's own duration, or AssumeFPS first")  # fmt: skip
-        source, target = Fraction(clip.fps.numerator, clip.fps.denominator), Fraction(fps_num, fps_den)
-        if dedup and target == source:
-            return Fraction(1)
         try:
-            return rate_factor(source, target)
+            return rate_factor(Fraction(clip.fps.numerator, clip.fps.denominator), Fraction(fps_num, fps_den),
+                               same_rate=dedup)  # fmt: skip
         except ValueError as e:
             raise _error(str(e)) from e
     if isinstance(multi, bool) or not isinstance(multi, (int, Fraction)):
