@@ -24,6 +24,7 @@ from .catalogue import EncoderSpec, ReleaseInfo
 
 __all__ = [
     "FamilyTraits",
+    "HostCopy",
     "TRAITS",
     "TRAINING_ONLY_PREFIXES",
     "IFNet",
@@ -192,6 +193,28 @@ def _swap(flow: Tensor) -> Tensor:
     return torch.cat((flow[:, 2:4], flow[:, :2]), 1)
 
 
+class HostCopy:
+    """A device tensor's copy to the host, started now and waited for only when :meth:`result` is called.
+
+    On a CUDA device the copy goes to page-locked memory behind the work already queued, and an event
+    marks its end, so the host blocks only when it reads; elsewhere the tensor is simply moved."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self._event = None
+        if tensor.device.type == "cuda":
+            self._host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self._host.copy_(tensor, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._host = tensor.cpu()
+
+    def result(self) -> Tensor:
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host
+
+
 class _Network(nn.Module):
     """What the engine relies on: optional per-frame features, precision and memory format set once."""
 
@@ -274,7 +297,7 @@ class IFNet(_Network):
             f, m, _ = self.blocks[0]((img1, img0, *feats[::-1], 1 - timestep), None, scales[0], fmt)
             flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-        restarted = None
+        decision = None  # the 4.0/4.1 large-motion test, read on the host only after every block is queued
         for i in range(1, len(self.blocks)):
             block = self.blocks[i]
             wfeats = (warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])) if feats else ()
@@ -283,23 +306,12 @@ class IFNet(_Network):
             if i == 1 and may_restart:
                 # Large motion: a pair whose block-1 update exceeds 32 px in both flows starts again from a
                 # coarser first block, with every later block coarser too (upstream 4.0/4.1). Each pair
-                # decides for itself. Reading the decision costs one host round trip per batch, as
-                # upstream's `if` did; it lets the other pairs skip the restart entirely.
+                # decides for itself. Upstream reads the decision at once, leaving a GPU idle while the host
+                # waits; here its copy to the host is started now and read once the remaining blocks are
+                # queued behind it, so the device always has work. Pairs that restart run those blocks too
+                # (wasted, but rare); the others never wait for them.
                 large = (delta[:, :2].abs().amax((1, 2, 3)) > 32) & (delta[:, 2:4].abs().amax((1, 2, 3)) > 32)
-                rows = large.cpu()
-                if rows.any():
-                    redo = rows.nonzero()[:, 0].to(img0.device)
-                    coarse = [s * 2 for s in scales]
-                    picked = [None if t is None else t[redo] for t in (img0, img1, timestep, feat0, feat1)]
-                    restarted = redo, self._estimate(*picked, coarse, ensemble, False, False)
-                    if rows.all():
-                        return restarted[1]
-                    keep = (~rows).nonzero()[:, 0].to(img0.device)
-                    img0, img1, timestep, flow, mask, warped0, warped1, delta, m, carried = (
-                        t[keep] for t in (img0, img1, timestep, flow, mask, warped0, warped1, delta, m, carried)
-                    )
-                    feat0, feat1 = (None, None) if feat0 is None else (feat0[keep], feat1[keep])
-                    wfeats = tuple(t[keep] for t in wfeats)
+                decision = HostCopy(large)
             if ensemble:
                 rx = (warped1, warped0, *wfeats[::-1], 1 - timestep, -mask)
                 d, mr, _ = block(rx, _swap(flow), scales[i], fmt)
@@ -309,12 +321,13 @@ class IFNet(_Network):
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         weight = torch.sigmoid(mask)
         out = warped0 * weight + warped1 * (1 - weight)
-        if restarted is None:
+        rows = None if decision is None else decision.result()
+        if rows is None or not rows.any():
             return out
-        redo, coarse_out = restarted
-        merged = out.new_empty((len(keep) + len(redo), *out.shape[1:]))
-        merged[keep], merged[redo] = out, coarse_out
-        return merged
+        redo = rows.nonzero()[:, 0].to(out.device)
+        coarse = [s * 2 for s in scales]
+        picked = [None if t is None else t[redo] for t in (img0, img1, timestep, feat0, feat1)]
+        return out.index_copy(0, redo, self._estimate(*picked, coarse, ensemble, False, False))
 
 
 class _Conv2(nn.Module):
