@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import queue
 import threading
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +19,7 @@ from .catalogue import ReleaseInfo, get_release
 from .networks import _Network, clear_grid_cache
 from .weights import load_network, resolve_weights, weights_digest
 
-__all__ = ["SCALES", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype", "resolve_device"]
+__all__ = ["SCALES", "Batcher", "Frame", "Interpolator", "clear_model_cache", "default_device", "default_dtype", "resolve_device"]
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 _GPU_TYPES = ("cuda", "xpu", "mps", "hip")
@@ -176,7 +181,7 @@ class Interpolator:
         """Pad ``image`` (N x 3 x H x W, float in [0, 1]) for the network and run its encoder once."""
         _check_image(image)
         h, w = image.shape[-2:]
-        x = image.to(self.device, torch.float32, non_blocking=True).clamp(0, 1)
+        x = _to_device(image, self.device).to(torch.float32).clamp(0, 1)
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
@@ -205,7 +210,7 @@ class Interpolator:
         if a.image.shape != b.image.shape:
             raise ValueError(f"frames padded differently ({tuple(a.image.shape)} and {tuple(b.image.shape)}): "
                              "prepare both with the same Interpolator")  # fmt: skip
-        t = t.to(self.device)
+        t = _to_device(t, self.device)
         batch = max(n0, t.numel())
         x0, x1, f0, f1 = a.image, b.image, a.features, b.features
         if batch != n0:
@@ -215,6 +220,16 @@ class Interpolator:
         times = t.view(-1, 1, 1, 1).expand(batch, 1, 1, 1)
         out = self.network(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta)
         return out[:, :, : a.height, : a.width]
+
+
+def _to_device(x: Tensor, device: torch.device) -> Tensor:
+    """``x`` on ``device``; from the host to a CUDA device through page-locked memory, so that the copy is
+    queued on the stream instead of waiting for the device to drain first."""
+    if x.device == device:
+        return x
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def _check_image(image: Tensor) -> None:
@@ -245,3 +260,270 @@ def _host_timesteps(timestep: float | Tensor) -> Tensor:
         shown = ", ".join(str(v) for v in bad[:3].tolist()) + (" ..." if bad.numel() > 3 else "")
         raise ValueError(f"timestep must lie strictly between 0 and 1, not {shown}")
     return t
+
+
+class _Closed(Exception):
+    """The batcher's worker is asked to stop."""
+
+
+class _Request:
+    """One piece of device work for the worker: a frame to prepare or a pair to interpolate."""
+
+    __slots__ = ("interpolator", "future", "image", "ready", "pair", "timestep")
+
+    def __init__(self, interpolator: Interpolator, *, image: Tensor | None = None, ready=None,
+                 pair: tuple[Frame | Future, Frame | Future] | None = None,
+                 timestep: tuple[float, ...] = (0.5,)) -> None:  # fmt: skip
+        self.interpolator, self.future = interpolator, Future()
+        self.image, self.ready, self.pair, self.timestep = image, ready, pair, timestep
+
+    def inputs_ready(self) -> bool:
+        return all(not isinstance(x, Future) or x.done() for x in self.pair)
+
+    def frames(self) -> tuple[Frame, Frame]:
+        """The pair's prepared frames (raising what preparing them raised)."""
+        a, b = (x.result() if isinstance(x, Future) else x for x in self.pair)
+        if a.image.shape != b.image.shape or a.image.shape[0] != 1:
+            raise ValueError("interpolate takes two prepared single frames of one size")
+        return a, b
+
+
+class Batcher:
+    """The device work of every :class:`Interpolator` on one device, done by one worker thread in batches.
+
+    Any number of threads (VapourSynth's, the video pipeline's) submit frames to prepare and pairs to
+    interpolate and get futures back. The worker takes whatever has queued up: the frames first, then
+    pairs of one interpolator and size, up to ``max_batch`` output frames, in one network call (parallel
+    requests never queue on a lock). Only the worker touches the network, so one process never runs two
+    thread teams on one CPU, nor two callers on one GPU.
+
+    One request carries every timestep of its pair (``multi`` > 2), and those always share a call. Pairs
+    are batched together only up to ``max_batch`` frames, 1 by default: a convolution's rounding can depend
+    on the batch it runs in, and which requests meet in a batch depends on timing, so by default every
+    output frame is the same from run to run, in the filter, in ``vsrife video`` and in a cluster's chunks.
+
+    On a CUDA device nothing waits for the device where it need not: the calling thread uploads a frame
+    through page-locked memory on its own stream; the worker queues the network behind that upload and
+    queues the result's download on a third stream; a completion thread hands out results as their
+    downloads finish. Results are float32 host tensors (page-locked on CUDA).
+
+    Use :meth:`for_device` for the process-wide batcher of a device.
+    """
+
+    _shared: dict[torch.device, Batcher] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, device: torch.device, *, max_batch: int | None = None) -> None:
+        self.device = resolve_device(device)
+        self.max_batch = 1 if max_batch is None else max_batch
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {self.max_batch}")
+        self._cuda = self.device.type == "cuda"
+        self._queue: deque[_Request] = deque()
+        self._ready = threading.Condition()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()  # (event, future, value) on CUDA
+        self._closing = False
+        if self._cuda:
+            self._upload, self._compute, self._download = (torch.cuda.Stream(self.device) for _ in range(3))
+        self._threads = [threading.Thread(target=self._work, name=f"vsrife-{self.device}", daemon=True)]
+        if self._cuda:
+            self._threads.append(threading.Thread(target=self._complete, name=f"vsrife-{self.device}-results",
+                                                  daemon=True))  # fmt: skip
+        for thread in self._threads:
+            thread.start()
+        # Daemon threads keep a waiting program from hanging at exit; but one still inside the network when
+        # the interpreter tears torch down aborts the process, so the work in hand is finished first.
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Refuse new work, fail what is queued, and wait for the call in hand to finish."""
+        with self._ready:
+            self._closing = True
+            queued, self._queue = list(self._queue), deque()
+            self._ready.notify_all()
+        for request in queued:
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(RuntimeError("the interpolation queue was closed"))
+        worker, *completer = self._threads
+        if worker is not threading.current_thread():
+            worker.join()
+        if completer:  # after the worker: the downloads it queued last are still handed out
+            self._done.put(None)
+            completer[0].join()
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> Batcher:
+        """The one batcher of ``device`` in this process, started on first use."""
+        device = resolve_device(device)
+        with cls._shared_lock:
+            batcher = cls._shared.get(device)
+            if batcher is None:
+                batcher = cls._shared[device] = cls(device)
+            return batcher
+
+    def prepare(self, interpolator: Interpolator, image: Tensor) -> Future:
+        """A future :class:`Frame` of ``image`` (N x 3 x H x W in [0, 1], any float dtype, on the host or
+        the device), as :meth:`Interpolator.prepare` makes it."""
+        _check_image(image)
+        ready = None
+        if self._cuda and image.device.type == "cpu":
+            with torch.cuda.stream(self._upload):
+                image = image.pin_memory().to(self.device, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record(self._upload)
+        return self._submit(_Request(interpolator, image=image, ready=ready))
+
+    def interpolate(self, interpolator: Interpolator, a: Frame | Future, b: Frame | Future,
+                    timestep: float | tuple[float, ...]) -> Future:  # fmt: skip
+        """A future host tensor (T x 3 x H x W float32) of the frames at the T timesteps ``timestep`` (a
+        float, or a tuple: every slot of the pair in one call) between prepared frames ``a`` and ``b`` (one
+        frame each), or the futures :meth:`prepare` returned for them."""
+        times = tuple(float(t) for t in _host_timesteps(timestep).tolist())
+        return self._submit(_Request(interpolator, pair=(a, b), timestep=times))
+
+    def _submit(self, request: _Request) -> Future:
+        with self._ready:
+            if self._closing:
+                raise RuntimeError("the interpolation queue is closed")
+            self._queue.append(request)
+            self._ready.notify()
+        return request.future
+
+    def _take_frames(self) -> list[_Request]:
+        """Every frame to prepare that has queued up, once there is anything to do."""
+        with self._ready:
+            while not any(r.pair is None or r.inputs_ready() for r in self._queue):
+                if self._closing:
+                    raise _Closed
+                self._ready.wait(None if not self._queue else 0.05)  # pairs waiting on frames from elsewhere
+            frames = [r for r in self._queue if r.pair is None]
+            self._queue = deque(r for r in self._queue if r.pair is not None)
+        return frames
+
+    def _take_batch(self) -> list[tuple[_Request, tuple[Frame, Frame]]]:
+        """The first pairs (up to ``max_batch``) whose frames are prepared and that can share a call: one
+        interpolator, one size. A pair whose frames failed gets that failure and is dropped."""
+        batch, key = [], None
+        with self._ready:
+            for request in [r for r in self._queue if r.pair is not None and r.inputs_ready()]:
+                try:
+                    a, b = request.frames()
+                except BaseException as e:  # noqa: BLE001 - handed to the caller, whose request it was
+                    self._queue.remove(request)
+                    if request.future.set_running_or_notify_cancel():
+                        request.future.set_exception(e)
+                    continue
+                this = (id(request.interpolator), tuple(a.image.shape), a.features is None)
+                rows = sum(len(r.timestep) for r, _ in batch) + len(request.timestep)
+                if key is None or (this == key and rows <= self.max_batch):
+                    key = this
+                    batch.append((request, (a, b)))
+                    self._queue.remove(request)
+        return batch
+
+    def _work(self) -> None:
+        streams = torch.cuda.stream(self._compute) if self._cuda else contextlib.nullcontext()
+        with streams, torch.inference_mode():
+            while True:
+                try:
+                    for request in self._take_frames():
+                        self._run(request)
+                    batch = self._take_batch()
+                    if batch:
+                        self._run_batch(batch)
+                except _Closed:
+                    return
+                except BaseException as e:  # noqa: BLE001 - a fault of the worker itself: no caller waits forever
+                    self._fail_queued(e)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        with self._ready:
+            failed, self._queue = list(self._queue), deque()
+        for request in failed:
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(error)
+
+    def _run(self, request: _Request) -> None:
+        if not request.future.set_running_or_notify_cancel():
+            return
+        try:
+            if request.ready is not None:
+                self._compute.wait_event(request.ready)
+                request.image.record_stream(self._compute)
+            request.future.set_result(request.interpolator.prepare(request.image))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller, whose request it was
+            request.future.set_exception(e)
+
+    def _run_batch(self, batch: list[tuple[_Request, tuple[Frame, Frame]]]) -> None:
+        batch = [item for item in batch if item[0].future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        try:
+            out = self._network(batch)
+        except torch.OutOfMemoryError as e:
+            if len(batch) == 1:
+                batch[0][0].future.set_exception(e)
+                return
+            _empty_cache(self.device)  # each pair alone, so that only a pair too large for the device fails
+            for item in batch:
+                try:
+                    self._finish([item], self._network([item]))
+                except BaseException as one:  # noqa: BLE001
+                    item[0].future.set_exception(one)
+            return
+        except BaseException as e:  # noqa: BLE001
+            for request, _ in batch:
+                request.future.set_exception(e)
+            return
+        self._finish(batch, out)
+
+    @staticmethod
+    def _network(batch: list[tuple[_Request, tuple[Frame, Frame]]]) -> Tensor:
+        a, b = batch[0][1]  # one pair: its frames once, with all its timesteps (the engine expands them)
+        counts = [len(r.timestep) for r, _ in batch]
+        if len(batch) > 1 or counts[0] == 1:  # pairs side by side, a row per timestep
+            a = _stack([f[0] for (_, f), n in zip(batch, counts) for _ in range(n)])
+            b = _stack([f[1] for (_, f), n in zip(batch, counts) for _ in range(n)])
+        t = torch.tensor([t for r, _ in batch for t in r.timestep], dtype=torch.float32)
+        return batch[0][0].interpolator.interpolate(a, b, t)
+
+    def _finish(self, batch: list[tuple[_Request, tuple[Frame, Frame]]], out: Tensor) -> None:
+        starts = [0]
+        for request, _ in batch:
+            starts.append(starts[-1] + len(request.timestep))
+        if not self._cuda:
+            for (request, _), i, j in zip(batch, starts, starts[1:]):
+                request.future.set_result(out[i:j])
+            return
+        self._download.wait_stream(self._compute)
+        with torch.cuda.stream(self._download):
+            host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            out.record_stream(self._download)
+            done = torch.cuda.Event()
+            done.record(self._download)
+        self._done.put((done, [(r.future, host[i:j]) for (r, _), i, j in zip(batch, starts, starts[1:])]))
+
+    def _complete(self) -> None:
+        while True:
+            item = self._done.get()
+            if item is None:
+                return
+            done, results = item
+            done.synchronize()
+            for future, value in results:
+                future.set_result(value)
+
+
+def _stack(frames: list[Frame]) -> Frame:
+    if len(frames) == 1:
+        return frames[0]
+    features = None if frames[0].features is None else torch.cat([f.features for f in frames])
+    return Frame(torch.cat([f.image for f in frames]), features, frames[0].height, frames[0].width)
+
+
+def _empty_cache(device: torch.device) -> None:
+    module = getattr(torch, device.type, None)
+    empty = getattr(module, "empty_cache", None)
+    if empty is not None:
+        empty()
