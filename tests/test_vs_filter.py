@@ -93,6 +93,23 @@ def test_interpolated_frames_are_the_engines(core, bikes12, weights_40):
     assert np.abs(planes(out.get_frame(5)) - expected).max() < 1e-5
 
 
+def test_the_slots_of_a_pair_are_made_in_one_call(core, bikes12, weights_40):
+    """multi=4: asking for any slot of a pair makes all three in one batch (once, whichever thread asks
+    first), and each is the engine's frame at its timestep."""
+    out = vsrife.RIFE(clip_from(core, bikes12), multi=4, **MODEL)
+    engine = vsrife.Interpolator("4.0", dtype=torch.float32)
+    batches = []
+    hook = engine.network.block0.register_forward_hook(lambda m, args, o: batches.append(len(args[0][0])))
+    try:
+        frames = {n: planes(out.get_frame(n)) for n in (6, 5, 7)}  # the slots between source frames 1 and 2
+    finally:
+        hook.remove()
+    assert batches == [3]  # the network is shared by every Interpolator of this model, so the hook sees it
+    expected = engine.interpolate(bikes12[1], bikes12[2], torch.tensor([0.25, 0.5, 0.75]))
+    for n, row in ((5, 0), (6, 1), (7, 2)):
+        assert np.abs(frames[n] - expected[row].numpy().ravel()).max() < 1e-5
+
+
 def test_film_to_60(core, bikes12, weights_40):
     out = vsrife.RIFE(clip_from(core, bikes12), fps_num=60000, fps_den=1001, **MODEL)
     assert out.fps == Fraction(60000, 1001) and out.num_frames == 30

@@ -16,15 +16,17 @@ import os
 import queue
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .engine import Interpolator
+from .engine import Batcher, Interpolator
 from .files import temporary_beside
 from .timing import (
     HOLD_THRESHOLD,
@@ -582,55 +584,77 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
     the encoder. Only the frames the planner may still need are kept.
     """
     planner = SlotPlanner(plan.rate, cuts=job.scene_detection, holds=job.dedup)
-    kept: dict[int, list] = {}  # index -> [decoded frame, prepared Frame]
+    batcher = Batcher.for_device(it.device)
+    kept: dict[int, list] = {}  # index -> [decoded frame, future prepared Frame]
+    pending: deque[tuple[int, Any]] = deque()  # output frames in order: (k, decoded frame or future tensor)
     counts = {"interp": 0, "cuts": 0, "src": 0}
     first = last_time = None
     previous = None  # (RGB tensor, scene thumbnail, hold luma) of the previous frame
     off_grid = skipped = 0
 
-    def make(k: int, slot: FramePlan) -> None:
-        if slot.source is not None:
-            emit(kept[slot.source][0], k)
-            return
-        a, b = kept[slot.left][1], kept[slot.right][1]
-        emit(rgb.to_frame(it.interpolate(a, b, float(slot.timestep))), k)
-        counts["interp"] += 1
+    def drain(keep: int) -> None:
+        """Hand the encoder every output frame that is ready, in order, waiting while more than ``keep``
+        are in flight (so that decoding runs ahead of the device, but not without bound)."""
+        while pending and (len(pending) > keep or not isinstance(pending[0][1], tuple) or pending[0][1][0].done()):
+            k, item = pending.popleft()
+            emit(rgb.to_frame(item[0].result()[item[1] : item[1] + 1]) if isinstance(item, tuple) else item, k)
 
-    for frame in frames:
-        j = counts["src"]
-        tb = Fraction(frame.time_base) if frame.time_base else Fraction(0)
-        if first is None:
-            first = frame.pts * tb if frame.pts is not None else Fraction(0)
-        time = frame_time(frame.pts, tb, j, first, plan.source_rate)
-        if last_time is not None and time <= last_time:
-            skipped += 1  # a repeated or backward timestamp: the frame cannot be placed in time
-            continue
-        off_grid += frame.pts is not None and time != first + j / plan.source_rate
-        image = rgb.to_tensor(frame)
-        current = (image, luma_thumbnail(image) if job.scene_detection else None,
-                   hold_luma(image) if job.dedup else None)  # fmt: skip
-        cut = hold = same = False
-        if previous is not None:
-            cut = job.scene_detection and scene_difference(previous[1], current[1]) > job.scene_threshold
-            same = torch.equal(previous[0], image)
-            hold = job.dedup and not cut and hold_difference(previous[2], current[2]) < job.dedup_threshold
-        counts["cuts"] += cut
-        kept[j] = [frame, it.prepare(image)]
-        for k, slot in planner.push(time, cut=cut, hold=hold, same=same):
-            make(k, slot)
-        for old in [i for i in kept if i < planner.oldest_needed]:
-            del kept[old]
-        previous, last_time = current, time
-        counts["src"] += 1
-        last_frame = frame
-    if last_time is None:
-        raise VideoError("the input's video stream has no frames")
-    if skipped:
-        log.warning("%d frame(s) with a repeated or backward timestamp were left out", skipped)
-    if off_grid:
-        log.info("variable frame rate: %d frame(s) off the average-rate grid were placed by their timestamps", off_grid)
-    for k, slot in planner.finish(_end_time(last_frame, last_time, first, counts["src"], plan.source_rate)):
-        make(k, slot)
+    def make(slots: list[tuple[int, FramePlan]]) -> None:
+        """Queue the slots that became known together; the slots of one pair share one network call."""
+        times: dict[tuple[int, int], list[float]] = {}
+        for _, slot in slots:
+            if slot.source is None:
+                times.setdefault((slot.left, slot.right), []).append(float(slot.timestep))
+        calls = {pair: batcher.interpolate(it, kept[pair[0]][1], kept[pair[1]][1], tuple(t)) for pair, t in times.items()}
+        rows = dict.fromkeys(times, 0)
+        for k, slot in slots:
+            if slot.source is not None:
+                pending.append((k, kept[slot.source][0]))
+                continue
+            pair = (slot.left, slot.right)
+            pending.append((k, (calls[pair], rows[pair])))
+            rows[pair] += 1
+            counts["interp"] += 1
+        drain(8)
+
+    try:
+        for frame in frames:
+            j = counts["src"]
+            tb = Fraction(frame.time_base) if frame.time_base else Fraction(0)
+            if first is None:
+                first = frame.pts * tb if frame.pts is not None else Fraction(0)
+            time = frame_time(frame.pts, tb, j, first, plan.source_rate)
+            if last_time is not None and time <= last_time:
+                skipped += 1  # a repeated or backward timestamp: the frame cannot be placed in time
+                continue
+            off_grid += frame.pts is not None and time != first + j / plan.source_rate
+            image = rgb.to_tensor(frame)
+            current = (image, luma_thumbnail(image) if job.scene_detection else None,
+                       hold_luma(image) if job.dedup else None)  # fmt: skip
+            cut = hold = same = False
+            if previous is not None:
+                cut = job.scene_detection and scene_difference(previous[1], current[1]) > job.scene_threshold
+                same = torch.equal(previous[0], image)
+                hold = job.dedup and not cut and hold_difference(previous[2], current[2]) < job.dedup_threshold
+            counts["cuts"] += cut
+            kept[j] = [frame, batcher.prepare(it, image)]
+            make(list(planner.push(time, cut=cut, hold=hold, same=same)))
+            for old in [i for i in kept if i < planner.oldest_needed]:
+                del kept[old]
+            previous, last_time = current, time
+            counts["src"] += 1
+            last_frame = frame
+        if last_time is None:
+            raise VideoError("the input's video stream has no frames")
+        if skipped:
+            log.warning("%d frame(s) with a repeated or backward timestamp were left out", skipped)
+        if off_grid:
+            log.info("variable frame rate: %d frame(s) off the average-rate grid were placed by their timestamps", off_grid)
+        make(list(planner.finish(_end_time(last_frame, last_time, first, counts["src"], plan.source_rate))))
+        drain(0)
+    finally:  # a job that stops early leaves nothing queued on the device
+        for item in [f[0] for _, f in pending if isinstance(f, tuple)] + [f for _, f in kept.values()]:
+            item.cancel()
     return _Placed(counts["src"], counts["interp"], counts["cuts"])
 
 

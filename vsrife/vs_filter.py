@@ -7,7 +7,9 @@ frame or the node that interpolates. The graph has the same few nodes at any pai
 
 Source frames, their RGB versions and their scene/hold signatures are fetched on demand with
 ``get_frame`` from inside the callbacks (the core lends the pool another thread while one waits). No lock
-is ever held while a frame is fetched, so waiting threads cannot starve the pool.
+is ever held while a frame is fetched, so waiting threads cannot starve the pool. The network runs on
+the device's one :class:`vsrife.engine.Batcher` thread: requests that VapourSynth's threads make at the
+same time share one batched call, and a GPU is fed while frames are converted and copied.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 
 from .catalogue import get_release
-from .engine import SCALES, Frame, Interpolator, parse_device
+from .engine import SCALES, Batcher, Frame, Interpolator, parse_device
 from .timing import (
     HOLD_THRESHOLD,
     SCENE_THRESHOLD,
@@ -132,8 +135,9 @@ def _colour(clip: "vs.VideoNode") -> tuple[dict[str, int], dict[str, int]]:
 
 
 def _to_tensor(frame: "vs.VideoFrame") -> torch.Tensor:
-    planes = [np.asarray(frame[p]) for p in range(3)]
-    return torch.from_numpy(np.stack(planes).astype(np.float32, copy=False)).unsqueeze(0)
+    """The frame's three planes as a 1 x 3 x H x W tensor in their own sample type (float16 for RGBH,
+    float32 for RGBS): the engine converts it to float32 where it runs, on the device for a GPU."""
+    return torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)])).unsqueeze(0)
 
 
 def _write(tensor: torch.Tensor, frame: "vs.VideoFrame") -> None:
@@ -177,7 +181,9 @@ class _Source:
         self.interpolator = interpolator
         self.clip, self.rgb = clip, rgb
         self.sc_threshold, self.hold_threshold = sc_threshold, hold_threshold
-        self.network = threading.Lock()  # one network call at a time; VapourSynth threads queue here
+        self.batcher = Batcher.for_device(interpolator.device)  # VapourSynth's threads share its worker
+        self.lock = threading.Lock()
+        self.results: OrderedDict[tuple, Future] = OrderedDict()  # pairs made or in the making
         self.frames: _Bounded[int, Frame] = _Bounded(_CACHE)
         self.signatures: _Bounded[int, tuple[torch.Tensor, torch.Tensor]] = _Bounded(_SIGNATURES)
 
@@ -185,9 +191,7 @@ class _Source:
         return _to_tensor(self.rgb.get_frame(index))
 
     def _prepare(self, index: int) -> Frame:
-        image = self.tensor(index)  # fetched before the lock is taken
-        with self.network:
-            return self.interpolator.prepare(image)
+        return self.batcher.prepare(self.interpolator, self.tensor(index)).result()
 
     def _signature(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.tensor(index)
@@ -212,10 +216,28 @@ class _Source:
         a, b = self.signatures.get(j - 1, self._signature)[1], self.signatures.get(j, self._signature)[1]
         return hold_difference(a, b) < self.hold_threshold
 
-    def interpolate(self, plan: FramePlan) -> torch.Tensor:
-        a, b = self.frames.get(plan.left, self._prepare), self.frames.get(plan.right, self._prepare)
-        with self.network:
-            return self.interpolator.interpolate(a, b, float(plan.timestep))
+    def between(self, left: int, right: int, times: tuple[float, ...]) -> Future:
+        """The frames at ``times`` between source frames ``left`` and ``right``, made in one call. Asked
+        for again (another slot of the pair, from another thread) while in the making, the same future
+        comes back: a pair is computed once, and always with all its slots, so no frame depends on
+        which thread asked first."""
+        key = (left, right, times)
+        with self.lock:
+            future = self.results.get(key)
+            if future is not None:
+                self.results.move_to_end(key)
+                return future
+            future = self.results[key] = Future()
+            while len(self.results) > _CACHE:
+                self.results.popitem(last=False)
+        try:
+            a, b = self.frames.get(left, self._prepare), self.frames.get(right, self._prepare)
+            self.batcher.interpolate(self.interpolator, a, b, times).add_done_callback(
+                lambda done: future.set_exception(done.exception()) if done.exception() else future.set_result(done.result())
+            )  # fmt: skip
+        except BaseException as e:  # noqa: BLE001 - the error of every slot of this pair
+            future.set_exception(e)
+        return future
 
 
 def RIFE(  # noqa: N802 - the name users already type
@@ -317,10 +339,19 @@ def RIFE(  # noqa: N802 - the name users already type
     def plan(n: int) -> FramePlan:
         return plans.get(n, lambda k: plan_frame(k, m, n_src, cut=cut, hold=hold, same=source.same))
 
+    def of_pair(p: FramePlan, slot: FramePlan) -> bool:
+        return p.source is None and (p.left, p.right) == (slot.left, slot.right)
+
     def interpolate(n: int, f: "vs.VideoFrame") -> "vs.VideoFrame":
         slot = plan(n)
+        first = last = n  # the pair's slots are neighbours in the output
+        while first > 0 and of_pair(plan(first - 1), slot):
+            first -= 1
+        while last + 1 < count and of_pair(plan(last + 1), slot):
+            last += 1
+        times = tuple(float(plan(k).timestep) for k in range(first, last + 1))
         try:
-            result = source.interpolate(slot)
+            result = source.between(slot.left, slot.right, times).result()[n - first : n - first + 1]
         except torch.OutOfMemoryError as e:
             raise _error(f"out of memory at frame {n}; try scale=0.5, fp16=True or a smaller model") from e
         out = rgb.get_frame(slot.left).copy()  # the left source frame's properties
