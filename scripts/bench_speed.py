@@ -27,9 +27,11 @@ Engine outputs stay on the device (nothing is copied back). Then, at 720p (or th
 resolution), the first scale and each device's default precision, the three ways of running the package
 on the same short clip (``--clip-frames`` frames, written once as H.264 with PyAV and decoded back, 2x):
 
-* ``engine``: a loop over the clip's frames, each prepared once, every middle frame copied back to the host;
-* ``filter``: ``vsrife.RIFE`` on an RGBS clip of those frames, every output frame fetched with get_frame
-  (only where ``import vapoursynth`` works);
+* ``engine``: the clip's frames and pairs submitted to the device's ``Batcher`` without waiting, as
+  ``vsrife video`` does (a bounded number in flight), every middle frame copied back to the host;
+* ``filter``: ``vsrife.RIFE`` on an RGBS clip of those frames (RGBH in and out with fp16), every output
+  frame requested through ``clip.frames()``, concurrently and in order as ``vspipe`` does (only where
+  ``import vapoursynth`` works);
 * ``cli``: ``python -m vsrife video CLIP -o OUT --model M -q --overwrite`` as a subprocess, timed end to end:
   interpreter start-up, model load, decode, inference and encode.
 
@@ -72,7 +74,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import vsrife
-from vsrife.engine import Frame, Interpolator, default_dtype, parse_device
+from vsrife.engine import Batcher, Frame, Interpolator, default_dtype, parse_device
 from vsrife.video import frames_of
 from vsrife.weights import fetch_sample
 
@@ -288,11 +290,20 @@ def runner_record(r: Runner, common: dict, warmup: int, threads: int) -> dict:
 
 
 def engine_pass(it: Interpolator, frames: list[Tensor]) -> int:
-    prev = it.prepare(frames[0])
+    """The clip through the device's Batcher as ``vsrife video`` drives it: every frame and pair submitted
+    without waiting, a bounded number in flight, each middle frame back on the host."""
+    batcher = Batcher.for_device(it.device)
+    window = 2 * batcher.max_batch
+    prepared = [batcher.prepare(it, frames[0])]
+    in_flight = []
     for f in frames[1:]:
-        cur = it.prepare(f)
-        it.interpolate(prev, cur, TIMESTEP).cpu()
-        prev = cur
+        prepared.append(batcher.prepare(it, f))
+        in_flight.append(batcher.interpolate(it, prepared[-2], prepared[-1], TIMESTEP))
+        if len(in_flight) > window:
+            in_flight.pop(0).result()
+        prepared = prepared[-1:]
+    for future in in_flight:
+        future.result()
     return len(frames) - 1
 
 
@@ -308,9 +319,12 @@ def filter_pass(frames: list[Tensor], model: str, dev: torch.device, scale: floa
             np.copyto(np.asarray(out[p]), frames[n][0, p].numpy())
         return out
 
-    clip = vsrife.RIFE(vs.core.std.ModifyFrame(blank, blank, fill), model=model, scale=scale, fp16=fp16,
-                       device=str(dev))  # fmt: skip
-    return sum("RIFE_Timestep" in clip.get_frame(k).props for k in range(clip.num_frames))
+    src = vs.core.std.ModifyFrame(blank, blank, fill)
+    if fp16:  # half-float planes in and out, as GPU users feed it
+        src = vs.core.resize.Point(src, format=vs.RGBH)
+    clip = vsrife.RIFE(src, model=model, scale=scale, fp16=fp16, device=str(dev))
+    # Concurrent requests in order, as `vspipe -p .` makes them (one per core thread)
+    return sum("RIFE_Timestep" in f.props for f in clip.frames())
 
 
 def cli_pass(clip: Path, out: Path, model: str, dev: torch.device, scale: float, threads: int | None) -> dict:
@@ -400,8 +414,11 @@ def three_ways(model: str, dev: torch.device, scale: float, res: str, args: argp
         rows = results[path]
         per_frame = [r["wall"] / max(1, r["interpolated"] or 0) for r in rows]
         rec.update(summary(per_frame))
+        outputs = 2 * (len(frames) - 1) + 1  # a 2x clip: every source frame, and one between each pair
         rec.update({
             "interpolated": rows[0]["interpolated"], "wall_s": [r["wall"] for r in rows],
+            "output_fps": statistics.median(outputs / r["wall"] for r in rows),
+            "interpolations_per_s": statistics.median((r["interpolated"] or 0) / r["wall"] for r in rows),
             "peak_rss_mib": max((r["rss"] for r in rows if r["rss"] is not None), default=None),
             "peak_device_mib": max(r["dev"] for r in rows) if rows[0].get("dev") is not None else None,
             "cpu_use": statistics.median(r["cpu"] / (r["wall"] * threads) for r in rows),
@@ -450,6 +467,11 @@ def markdown(result: dict) -> str:
     notes.append("engine/filter/cli rows: s/frame = wall time per interpolated frame of a "
                  f"{cfg['clip_frames']}-frame clip at 2x; cli includes interpreter start-up, model load, "
                  "decode and encode.")  # fmt: skip
+    for r in result["records"]:
+        if r.get("output_fps") is not None:
+            notes.append(f"{r['model']} {r['resolution']} {r['device']} {r['precision']} {r['path']}: "
+                         f"{r['output_fps']:.1f} output frames/s of the 2x clip (source frames included, as "
+                         f"published figures count them), {r['interpolations_per_s']:.1f} interpolations/s.")  # fmt: skip
     if result["contended"]:
         notes.append("**Other processes competed for the CPU in at least one group (see CPU use / others): "
                      "those timings are not representative.**")  # fmt: skip
