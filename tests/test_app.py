@@ -8,6 +8,7 @@ VSRIFE_SCREENSHOT=PATH keeps the screenshot of the finished video job there (REA
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -184,6 +185,29 @@ def test_cancel_stops_the_job_and_leaves_nothing(page, server):
     assert server.job_files() == before
 
 
+def test_an_upload_over_the_limit_is_refused_before_it_is_stored(page, server, tmp_path):
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(4 * 2**20))  # the app was started with --max-upload-mb 3
+    page.locator("#video-in input[type=file]").set_input_files(str(big))
+    page.get_by_text("exceed the maximum allowed size of 3.0 Mb").first.wait_for()
+    assert not [p for p in server.root.rglob("*") if p.is_file() and p.stat().st_size > 3 * 2**20]
+
+
+def test_compare_shows_the_pair_and_the_picture_vsrife_demo_draws(page, server):
+    _upload(page, "video-in", fetch_sample("carphone", progress=False))
+    _choose_model(page, "4.0")
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#frame input").fill("10")
+    page.click("#run-compare")
+    status = page.locator("#compare-status")
+    status.get_by_text("PSNR against the real frame").wait_for()
+    rife, blend = (float(x) for x in re.findall(r"([0-9.]+) dB", status.inner_text()))
+    assert rife > blend  # carphone's frame 11 from frames 10 and 12, as the engine's tests measure
+    picture = page.locator("#comparison img")
+    picture.wait_for()
+    assert picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [3 * 176, 144 + 20]
+
+
 def test_images_tab_gives_frames_a_preview_and_a_zip(page, server, tmp_path, bikes):
     from PIL import Image
 
@@ -216,3 +240,20 @@ def test_ctrl_c_stops_the_app_and_removes_its_files(server):
     assert server.proc.returncode == 0
     assert "stopped" in out
     assert not root.exists()
+
+
+def test_another_address_is_served_only_when_asked_with_a_warning_and_sigterm_stops_it(tmp_path, weights_40):
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "vsrife", "app", "--host", "127.0.0.2", "--port", str(_free_port())],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith("vsrife app: http://127.0.0.2:"), line
+        assert len(list(tmp_path.glob("vsrife-app-*"))) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "anyone who can reach this address can upload files and run jobs" in err
+    assert list(tmp_path.glob("vsrife-app-*")) == []
