@@ -436,7 +436,7 @@ def _build_page(app: App, gr):
             text = f"PSNR against the real frame: RIFE {result['rife']:.2f} dB, 50/50 blend {result['blend']:.2f} dB"
             return text, result["pair"][0], result["pair"][1], str(result["comparison"])
 
-        def images_job(a, b, how, n, m, s, p, t, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+        def images_job(a, b, how, n, m, s, p, t, request: gr.Request):
             try:
                 result = app.run_images(request.session_hash, a, b, how, n, m, s, p, t)
             except JobCancelled:
@@ -448,7 +448,8 @@ def _build_page(app: App, gr):
 
         on_device = {"concurrency_limit": 1, "concurrency_id": "device"}  # one queue for every job on the device
         run.click(arm, None, None, queue=False).then(
-            video_job, [video_in, *engine, *video_options], [video_status, video_out, video_file, model], **on_device)
+            video_job, [video_in, *engine, *video_options], [video_status, video_out, video_file, model],
+            show_progress_on=[video_out], **on_device)  # fmt: skip
         stop.click(cancel, None, video_status, queue=False)
         compare.click(arm, None, None, queue=False).then(
             compare_job, [video_in, frame, *engine, *video_options], [compare_status, pair_a, pair_b, comparison],
