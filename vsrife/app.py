@@ -15,6 +15,7 @@ line's. What the page adds is only what a shared page needs:
 """
 
 import argparse
+import importlib.util
 import logging
 import os
 import re
@@ -102,6 +103,7 @@ class _Job:
     """One job's folder and its cancel event; the folder goes unless the job keeps its result."""
 
     folder: Path
+    session: str
     cancelled: threading.Event
     keep: bool = False
     names: dict[str, str] = field(default_factory=dict)  # path -> the name the user knows it by
@@ -156,7 +158,7 @@ class App:
             cancelled = self._cancel.setdefault(session, threading.Event())
         folder = self.jobs / secrets.token_hex(8)
         folder.mkdir()
-        job = _Job(folder, cancelled)
+        job = _Job(folder, session, cancelled)
         job.names[str(folder) + os.sep] = ""
         job.names[str(self.root) + os.sep] = ""
         return job
@@ -164,6 +166,9 @@ class App:
     def _finish(self, job: _Job) -> None:
         if not job.keep:
             shutil.rmtree(job.folder, ignore_errors=True)
+        with self._cancel_lock:  # unless the session has asked for its next job meanwhile
+            if self._cancel.get(job.session) is job.cancelled:
+                del self._cancel[job.session]
 
     def upload(self, job: _Job, path: str | None, what: str) -> Path:
         """An uploaded file, checked: Gradio's copy inside this app's folder, within the size limit."""
@@ -474,6 +479,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860, *, max_upload_mb: float = 5
     if host not in LOCAL_HOSTS:
         log.warning("serving on %s: anyone who can reach this address can upload files and run jobs on this "
                     "machine", host)  # fmt: skip
+    if importlib.util.find_spec("gradio") is None:
+        _gradio()  # says which extra to install
     root = Path(tempfile.mkdtemp(prefix="vsrife-app-"))
     # Gradio keeps its uploads and the files it serves in GRADIO_TEMP_DIR, read when it is imported.
     os.environ["GRADIO_TEMP_DIR"] = str(root)
