@@ -257,3 +257,17 @@ def test_another_address_is_served_only_when_asked_with_a_warning_and_sigterm_st
     assert proc.returncode == 0, err
     assert "anyone who can reach this address can upload files and run jobs" in err
     assert list(tmp_path.glob("vsrife-app-*")) == []
+
+
+def test_a_taken_port_is_one_line_and_leaves_no_folder(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "vsrife", "app", "--port", str(port)], capture_output=True,
+                              text=True, env=dict(os.environ, TMPDIR=str(tmp_path)), timeout=180)  # fmt: skip
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("vsrife: error:")]
+    assert errors == [f"vsrife: error: cannot serve on 127.0.0.1:{port}: the port is taken or the address is not "
+                      "this machine's; pick another with --port or --host"], done.stderr  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

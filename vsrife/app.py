@@ -495,7 +495,9 @@ def serve(host: str = "127.0.0.1", port: int = 7860, *, max_upload_mb: float = 5
             page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
                         max_file_size=app.max_upload)  # fmt: skip
         except OSError as e:
-            raise CommandError(f"cannot serve on {host}:{port} ({e}); pick another port with --port") from e
+            log.debug("launch: %s", e)
+            raise CommandError(f"cannot serve on {host}:{port}: the port is taken or the address is not this "
+                               "machine's; pick another with --port or --host") from e  # fmt: skip
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         (ready or (lambda u: print(f"vsrife app: {u} (Ctrl-C stops it)", flush=True)))(url)
         while True:  # until Ctrl-C
