@@ -39,6 +39,14 @@ def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def error_line(e: BaseException, where: str = "") -> str:
+    """The one line a failure is shown as, here and on `vsrife app`'s page: a CommandError as it says, anything
+    unforeseen (a bug, the device out of memory) with its type, and ``where`` to look for the details."""
+    if isinstance(e, CommandError):
+        return f"vsrife: error: {_one_line(str(e))}"
+    return f"vsrife: error: {type(e).__name__}: {_one_line(str(e))}{where}"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its complaints in the same one-line form as every other error (exit status 2)."""
 
@@ -125,6 +133,11 @@ def _interpolator(args: argparse.Namespace):
         raise CommandError(e.offering("--weights FILE")) from e
     except ValueError as e:
         raise CommandError(str(e)) from e
+
+
+def load_interpolator(args: argparse.Namespace):
+    """The model that `vsrife video` and `vsrife images` load from their options; CommandError says why not."""
+    return _interpolator(args)
 
 
 def _multi(args: argparse.Namespace) -> tuple[Fraction | None, Fraction | None]:
@@ -260,6 +273,16 @@ def _progress_total(source: Path, multi: Fraction | None, fps: Fraction | None) 
         raise CommandError(f"cannot read {source}: {e}") from e
     factor = (fps / info["fps"]) if (fps and info["fps"]) else multi
     return output_count(info["frames"], factor) if info["frames"] and factor else None
+
+
+def prepare_video(args: argparse.Namespace, source: Path, output: Path):
+    """What `vsrife video ARGS` settles for one file before any model loads: the VideoJob from the options,
+    checked in the encoder's dry run on this file, and how many frames it will write (None if unknown).
+    CommandError says what is wrong. `vsrife app` runs its jobs through this too."""
+    multi, fps = _multi(args)
+    job = _video_job(args, multi, fps)
+    _check_video(source, output, job)
+    return job, _progress_total(source, multi, fps)
 
 
 def run_video(args: argparse.Namespace) -> int:
@@ -425,6 +448,17 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_app(args: argparse.Namespace) -> int:
+    from .app import serve
+
+    if args.max_upload_mb <= 0:
+        raise CommandError(f"--max-upload-mb must be positive, not {args.max_upload_mb:g}")
+    try:
+        return serve(args.host, args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    except _Terminated:  # SIGTERM stops the app as Ctrl-C does: serve removed its files on the way out
+        return 0
+
+
 def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=default_model, metavar="NAME", help=f"model (default {default_model})")
@@ -514,6 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", default="bikes", help="sample clip: bikes, bigbuckbunny or carphone")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=run_demo)
+
+    app = commands.add_parser("app", help="a local web page: upload, interpolate, compare, download (vsrife[app])")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to serve on (default 127.0.0.1: this machine only; another is reachable by others)")  # fmt: skip
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("--max-upload-mb", type=float, default=500, metavar="MB", help="largest upload (default 500)")
+    app.add_argument("--device", help="torch device for every job (default: best available)")
+    app.set_defaults(run=run_app)
     return parser
 
 
@@ -534,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except CommandError as e:
-        print(f"vsrife: error: {_one_line(str(e))}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vsrife: interrupted; nothing was written under the output name", file=sys.stderr)
@@ -548,6 +590,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - unforeseen (a bug, the device out of memory): one line too
         if args.verbose:
             traceback.print_exc()
-        where = "" if args.verbose else " (`vsrife -v ...` shows where)"
-        print(f"vsrife: error: {type(e).__name__}: {_one_line(str(e))}{where}", file=sys.stderr)
+        print(error_line(e, "" if args.verbose else " (`vsrife -v ...` shows where)"), file=sys.stderr)
         return 1

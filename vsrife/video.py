@@ -786,14 +786,17 @@ class _Pipeline:
             self._fail("encoding", e)
 
 
-def frames_of(path: str | os.PathLike[str], limit: int | None = None) -> list[torch.Tensor]:
-    """The frames of a video (the first ``limit`` of them) as 1 x 3 x H x W float32 RGB in [0, 1]."""
+def frames_of(path: str | os.PathLike[str], limit: int | None = None, start: int = 0) -> list[torch.Tensor]:
+    """The frames of a video (``limit`` of them from frame ``start``, counted from 0) as 1 x 3 x H x W float32
+    RGB in [0, 1]; the frames before ``start`` are decoded and dropped."""
     av = _av()
     frames = []
     with av.open(str(path)) as c:
-        for frame in c.decode(video=0):
+        for index, frame in enumerate(c.decode(video=0)):
             if limit is not None and len(frames) == limit:
                 break
+            if index < start:
+                continue
             rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
             frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255))
     return frames
