@@ -346,7 +346,7 @@ def test_chunks_together_plan_the_whole_clip(seed, holds):
 
 
 def test_a_chunk_feed_is_the_chunk_and_one_frame_more():
-    assert chunk_feed(10, 20, 100, holds=False) == (10, 21)
+    assert chunk_feed(10, 20, 100, holds=False) == (9, 21)
     assert chunk_feed(0, 20, 20, holds=False) == (0, 20)
     assert chunk_feed(10, 20, 100, holds=True) == (10 - MAX_HOLD - 1, 21 + MAX_HOLD)
     with pytest.raises(ValueError, match="not a part"):

@@ -243,12 +243,14 @@ def chunk_feed(first: int, stop: int, count: int, *, holds: bool, max_hold: int 
 
     A slot between frames i and i + 1 needs both and whether a cut lies before i + 1 or it is identical
     to i, which the frame before it tells: so the chunk's frames and the next one (chunks overlap by one
-    source frame). With ``holds`` a slot also looks up to ``max_hold`` frames back and ahead for the
-    drawing it lies in, and each of those frames needs the one before it for its own hold test.
+    source frame), and the one before, which tells whether the chunk's first frame starts a scene (for
+    the count of cuts; no slot of the chunk depends on it). With ``holds`` a slot also looks up to
+    ``max_hold`` frames back and ahead for the drawing it lies in, and each of those frames needs the one
+    before it for its own hold test.
     """
     if not 0 <= first < stop <= count:
         raise ValueError(f"chunk [{first}, {stop}) is not a part of a clip of {count} frames")
-    back, ahead = (max_hold + 1, max_hold) if holds else (0, 0)
+    back, ahead = (max_hold + 1, max_hold) if holds else (1, 0)
     return max(0, first - back), min(count, stop + 1 + ahead)
 
 
