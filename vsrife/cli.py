@@ -337,9 +337,12 @@ def _run_cluster(args: argparse.Namespace, job, tasks, ready, failed: dict[Path,
             gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
             log.info("Ray cluster: %s", f"{gpus} GPU(s), one task each" if gpus else f"{cpus} CPU(s), no GPU")
             work = Path(args.work_dir) if args.work_dir else None
-            with _progress_bar(None, args.quiet, desc="batch") as bar:
-                results = run_batch([(s, o) for s, o, _ in ready], job, engine, work_dir=work,
-                                    chunk_seconds=args.chunk_seconds, bar=bar)  # fmt: skip
+            try:
+                with _progress_bar(None, args.quiet, desc="batch") as bar:
+                    results = run_batch([(s, o) for s, o, _ in ready], job, engine, work_dir=work,
+                                        chunk_seconds=args.chunk_seconds, bar=bar)  # fmt: skip
+            except OSError as e:  # the work folder cannot be written
+                raise CommandError(f"work folder: {e}; choose another with --work-dir") from e
             for r in results:
                 if r.error is not None:
                     failed[r.source] = r.error
