@@ -182,3 +182,20 @@ def test_a_rerun_after_an_interrupted_batch_reuses_the_finished_chunks(cluster, 
     assert results[0].reused >= len(finished) and results[0].reused < results[0].chunks
     assert_same_video(one_machine["cut"], out)
     assert not work.exists()
+
+
+@needs_ray
+def test_a_video_shorter_than_a_chunk_runs_whole_on_one_worker(cluster, clips, one_machine, tmp_path):
+    out = tmp_path / "tone.mkv"
+    results = run_batch([(clips[0], out)], JOB, ENGINE, chunk_seconds=60)
+    assert results[0].error is None and results[0].chunks == 1, results[0]
+    assert_same_video(one_machine["tone"], out)  # audio and all: made by interpolate_video itself
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tone.mkv"]
+
+
+def test_cluster_options_are_checked_before_anything_runs(clips, tmp_path, capfd):
+    assert main(["video", str(clips[0]), "-o", str(tmp_path / "a.mkv"), "--chunk-seconds", "5", "-q"]) == 1
+    assert "options of --cluster" in capfd.readouterr().err
+    assert main(["video", str(clips[0]), "-o", str(tmp_path / "a.mkv"), "--cluster", "auto", "--device", "cpu"]) == 1
+    assert "--device picks a device" in capfd.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -30,6 +30,8 @@ from .weights import (
 
 log = logging.getLogger(_package)
 
+CHUNK_SECONDS = 60.0  # vsrife.cluster's default, here so that --help needs no Ray
+
 
 class CommandError(Exception):
     """A failure the user can act on: printed as one line, exit status 1."""
@@ -273,6 +275,8 @@ def run_video(args: argparse.Namespace) -> int:
             tasks[0][1].parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CommandError(f"cannot create output folder {tasks[0][1].parent}: {e}") from e
+    if args.cluster is None and (args.work_dir is not None or args.chunk_seconds != CHUNK_SECONDS):
+        raise CommandError("--work-dir and --chunk-seconds are options of --cluster")
     if args.cluster is not None and args.device is not None:
         raise CommandError("--device picks a device on this machine; with --cluster each task gets a GPU of its own")
     failed: dict[Path, str] = {}
@@ -538,8 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--work-dir", metavar="DIR",
                      help="where finished chunks are kept until joined (default: .vsrife-work beside the "
                           "outputs); on a filesystem every machine sees, workers write there directly")  # fmt: skip
-    ray.add_argument("--chunk-seconds", type=float, default=60.0, metavar="S",
-                     help="source seconds per chunk (default 60); chunks start at scene cuts or keyframes")  # fmt: skip
+    ray.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS, metavar="S",
+                     help=f"source seconds per chunk (default {CHUNK_SECONDS:g}); chunks start at scene cuts "
+                          "or keyframes")  # fmt: skip
     _engine_options(video)
     video.set_defaults(run=run_video)
 
