@@ -213,3 +213,21 @@ def test_closing_fails_what_is_queued_and_refuses_more(it, bikes):
         queued.result()
     with pytest.raises(RuntimeError, match="closed"):
         batcher.prepare(it, bikes[2])
+
+
+def test_the_work_runs_with_the_callers_thread_count(it, bikes):
+    """torch keeps its CPU thread count per thread; the worker takes the caller's, as if it ran there."""
+    batcher = Batcher(it.device)
+    seen = []
+    hook = it.network.block0.register_forward_hook(lambda m, a, o: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        a, b = (batcher.prepare(it, x) for x in bikes[:2])
+        torch.set_num_threads(1)
+        batcher.interpolate(it, a, b, 0.5).result()
+        torch.set_num_threads(2)
+        batcher.interpolate(it, a, b, 0.5).result()
+    finally:
+        torch.set_num_threads(before)
+        hook.remove()
+    assert seen == [1, 2]

@@ -37,13 +37,15 @@ def frames(path: Path, count: int | None = None, size: tuple[int, int] | None = 
     return out
 
 
-def write_clip(path: Path, planes: list, rate: Fraction, tone: bool, pix_fmt: str = "yuv420p") -> None:
-    """A lossless H.264 clip of the given frames, optionally with a 440 Hz AAC tone as long as it."""
+def write_clip(path: Path, planes: list, rate: Fraction, tone: bool, pix_fmt: str = "yuv420p", keyint: int = 250
+               ) -> None:  # fmt: skip
+    """A lossless H.264 clip of the given frames, optionally with a 440 Hz AAC tone as long as it, and a
+    keyframe every ``keyint`` frames."""
     h, w = planes[0].shape[0] * 2 // 3, planes[0].shape[1]
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=rate)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
-        v.options = {"qp": "0"}
+        v.options = {"qp": "0", "g": str(keyint)}
         a = out.add_stream("aac", rate=48000) if tone else None
         for i, p in enumerate(planes):
             f = av.VideoFrame.from_ndarray(p, format=pix_fmt)

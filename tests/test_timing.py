@@ -14,6 +14,7 @@ from vsrife.timing import (
     FramePlan,
     SlotPlanner,
     as_fraction,
+    chunk_feed,
     frame_position,
     frame_time,
     luma_thumbnail,
@@ -298,3 +299,55 @@ def test_slots_between_identical_frames_are_that_frame():
     plans = planner.push(Fraction(0)) + planner.push(Fraction(1), same=True) + planner.push(Fraction(2))
     plans += planner.finish(Fraction(3))
     assert [p.source for _, p in plans] == [0, 0, 1, None, 2, 2]
+
+
+# --- chunks (vsrife video --cluster) ---------------------------------------------------------------------
+
+
+def random_clip(seed: int, count: int):
+    """Frame times with variable-rate stretches, and cut, hold and identical flags as a decoder would see them."""
+    import random
+
+    rng = random.Random(seed)
+    times, t = [], Fraction(rng.randrange(0, 5), 24)
+    for _ in range(count):
+        times.append(t)
+        t += Fraction(1, 24) if rng.random() < 0.7 else Fraction(rng.choice((1, 2, 3, 5)), 60)
+    flags = []
+    for j in range(count):
+        cut = j > 0 and rng.random() < 0.08
+        hold = j > 0 and not cut and rng.random() < 0.4
+        flags.append({"cut": cut, "hold": hold, "same": hold and rng.random() < 0.5})
+    return times, flags, t
+
+
+def chunked(times, flags, end, rate, bounds, holds):
+    """What the chunks return together: each planned apart, fed only what chunk_feed names."""
+    count, out = len(times), []
+    for a, b in itertools.pairwise(bounds):
+        lo, hi = chunk_feed(a, b, count, holds=holds)
+        planner = SlotPlanner(rate, holds=holds, start=times[0], first_index=lo, keep=(a, b))
+        for j in range(lo, hi):  # the first frame fed has no previous one: its flags are unknown (False)
+            out += planner.push(times[j], **(flags[j] if j > lo else {}))
+        if hi == count:  # the feed reaches the clip's end: only then is the end known
+            out += planner.finish(end)
+    return out
+
+
+@pytest.mark.parametrize("holds", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_chunks_together_plan_the_whole_clip(seed, holds):
+    times, flags, end = random_clip(seed, 80)
+    rate = Fraction(60000, 1001) if seed % 2 else Fraction(50)
+    whole = SlotPlanner(rate, holds=holds)
+    expected = [pair for j in range(80) for pair in whole.push(times[j], **flags[j])] + whole.finish(end)
+    for bounds in ([0, 80], [0, 1, 80], [0, 7, 8, 30, 31, 79, 80], list(range(0, 80, 9)) + [80], [0, 40, 80]):
+        assert chunked(times, flags, end, rate, bounds, holds) == expected, bounds
+
+
+def test_a_chunk_feed_is_the_chunk_and_one_frame_more():
+    assert chunk_feed(10, 20, 100, holds=False) == (9, 21)
+    assert chunk_feed(0, 20, 20, holds=False) == (0, 20)
+    assert chunk_feed(10, 20, 100, holds=True) == (10 - MAX_HOLD - 1, 21 + MAX_HOLD)
+    with pytest.raises(ValueError, match="not a part"):
+        chunk_feed(5, 5, 10, holds=False)

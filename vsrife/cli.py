@@ -30,6 +30,8 @@ from .weights import (
 
 log = logging.getLogger(_package)
 
+CHUNK_SECONDS = 60.0  # vsrife.cluster's default, here so that --help needs no Ray
+
 
 class CommandError(Exception):
     """A failure the user can act on: printed as one line, exit status 1."""
@@ -296,6 +298,10 @@ def run_video(args: argparse.Namespace) -> int:
             tasks[0][1].parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CommandError(f"cannot create output folder {tasks[0][1].parent}: {e}") from e
+    if args.cluster is None and (args.work_dir is not None or args.chunk_seconds != CHUNK_SECONDS):
+        raise CommandError("--work-dir and --chunk-seconds are options of --cluster")
+    if args.cluster is not None and args.device is not None:
+        raise CommandError("--device picks a device on this machine; with --cluster each task gets a GPU of its own")
     failed: dict[Path, str] = {}
     ready = []
     for source, output in tasks:  # every check that needs no model, for every file, before the model loads
@@ -307,6 +313,8 @@ def run_video(args: argparse.Namespace) -> int:
                 raise
             failed[source] = str(e)
     done: dict[Path, str] = {}
+    if args.cluster is not None:
+        return _run_cluster(args, job, tasks, ready, failed, batch)
     try:
         it = _interpolator(args) if ready else None  # one model for every file
         for source, output, total in ready:
@@ -332,6 +340,50 @@ def run_video(args: argparse.Namespace) -> int:
         if batch:  # also when interrupted: what was finished is complete and stays
             _batch_summary(tasks, done, failed)
     if failed:
+        raise CommandError(f"{len(failed)} of {len(tasks)} files failed")
+    return 0
+
+
+def _run_cluster(args: argparse.Namespace, job, tasks, ready, failed: dict[Path, str], batch: bool) -> int:
+    """The checked files on a Ray cluster (vsrife.cluster): one progress bar for the batch, a line per file."""
+    from .cluster import ClusterError, EngineOptions, connect, run_batch
+
+    if args.chunk_seconds <= 0:
+        raise CommandError(f"--chunk-seconds must be positive, not {args.chunk_seconds}")
+    weights = os.path.abspath(args.weights) if args.weights else None  # the workers run in other folders
+    engine = EngineOptions(model=args.model, weights=weights, scale=args.scale, tta=args.tta,
+                           precision="fp32" if args.fp32 else "fp16" if args.fp16 else None,
+                           auto_download=not args.no_download)  # fmt: skip
+    done: dict[Path, str] = {}
+    try:
+        if ready:
+            try:
+                resources = connect(args.cluster)
+            except ClusterError as e:
+                raise CommandError(str(e)) from e
+            gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+            log.info("Ray cluster: %s", f"{gpus} GPU(s), one task each" if gpus else f"{cpus} CPU(s), no GPU")
+            work = Path(args.work_dir) if args.work_dir else None
+            try:
+                with _progress_bar(None, args.quiet, desc="batch") as bar:
+                    results = run_batch([(s, o) for s, o, _ in ready], job, engine, work_dir=work,
+                                        chunk_seconds=args.chunk_seconds, bar=bar)  # fmt: skip
+            except OSError as e:  # the work folder cannot be written
+                raise CommandError(f"work folder: {e}; choose another with --work-dir") from e
+            for r in results:
+                if r.error is not None:
+                    failed[r.source] = r.error
+                    continue
+                reused = f", {r.reused} reused" if r.reused else ""
+                done[r.source] = (f"{r.output}: {r.frames} frames in {r.chunks} chunk(s){reused} "
+                                  f"({r.interpolated} interpolated, {r.cuts} scene cuts kept sharp)")  # fmt: skip
+                print(done[r.source], file=sys.stderr)
+    finally:
+        if batch:
+            _batch_summary(tasks, done, failed)
+    if failed:
+        if not batch:
+            raise CommandError(next(iter(failed.values())))
         raise CommandError(f"{len(failed)} of {len(tasks)} files failed")
     return 0
 
@@ -517,6 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("-x", "--encoder-option", action="append", default=[], metavar="KEY=VALUE",
                      help="FFmpeg encoder option, repeatable (e.g. -x qp=0 for lossless x264; replaces --crf)")  # fmt: skip
     video.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    ray = video.add_argument_group("cluster (Ray: pip install \"vsrife[cluster]\")")
+    ray.add_argument("--cluster", metavar="auto|ADDRESS",
+                     help="cut the work in chunks and run them on every GPU (else CPU) of a Ray cluster: auto "
+                          "starts or joins one on this machine, ADDRESS joins a running one (host:6379)")  # fmt: skip
+    ray.add_argument("--work-dir", metavar="DIR",
+                     help="where finished chunks are kept until joined (default: .vsrife-work beside the "
+                          "outputs); on a filesystem every machine sees, workers write there directly")  # fmt: skip
+    ray.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS, metavar="S",
+                     help=f"source seconds per chunk (default {CHUNK_SECONDS:g}); chunks start at scene cuts "
+                          "or keyframes")  # fmt: skip
     _engine_options(video)
     video.set_defaults(run=run_video)
 

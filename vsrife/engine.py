@@ -269,13 +269,16 @@ class _Closed(Exception):
 class _Request:
     """One piece of device work for the worker: a frame to prepare or a pair to interpolate."""
 
-    __slots__ = ("interpolator", "future", "image", "ready", "pair", "timestep")
+    __slots__ = ("interpolator", "future", "image", "ready", "pair", "timestep", "threads")
 
     def __init__(self, interpolator: Interpolator, *, image: Tensor | None = None, ready=None,
                  pair: tuple[Frame | Future, Frame | Future] | None = None,
                  timestep: tuple[float, ...] = (0.5,)) -> None:  # fmt: skip
         self.interpolator, self.future = interpolator, Future()
         self.image, self.ready, self.pair, self.timestep = image, ready, pair, timestep
+        # torch's CPU thread count is kept per thread: the work runs with the count its caller sees, as
+        # it would have in the caller's own thread (a run's pixels can depend on it)
+        self.threads = torch.get_num_threads()
 
     def inputs_ready(self) -> bool:
         return all(not isinstance(x, Future) or x.done() for x in self.pair)
@@ -443,9 +446,15 @@ class Batcher:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(error)
 
+    @staticmethod
+    def _threads_of(request: _Request) -> None:
+        if torch.get_num_threads() != request.threads:
+            torch.set_num_threads(request.threads)
+
     def _run(self, request: _Request) -> None:
         if not request.future.set_running_or_notify_cancel():
             return
+        self._threads_of(request)
         try:
             if request.ready is not None:
                 self._compute.wait_event(request.ready)
@@ -458,6 +467,7 @@ class Batcher:
         batch = [item for item in batch if item[0].future.set_running_or_notify_cancel()]
         if not batch:
             return
+        self._threads_of(batch[0][0])
         try:
             out = self._network(batch)
         except torch.OutOfMemoryError as e:

@@ -22,6 +22,7 @@ __all__ = [
     "FramePlan",
     "SlotPlanner",
     "as_fraction",
+    "chunk_feed",
     "frame_position",
     "frame_time",
     "hold_difference",
@@ -236,6 +237,23 @@ def frame_time(pts: int | None, time_base: Fraction, index: int, first: Fraction
     return grid if grid is not None and abs(time - grid) <= time_base else time
 
 
+def chunk_feed(first: int, stop: int, count: int, *, holds: bool, max_hold: int = MAX_HOLD) -> tuple[int, int]:
+    """The source frames [from, to) a :class:`SlotPlanner` must be fed to plan the slots of the chunk of
+    source frames [first, stop) of a clip of ``count`` frames exactly as in the whole clip.
+
+    A slot between frames i and i + 1 needs both and whether a cut lies before i + 1 or it is identical
+    to i, which the frame before it tells: so the chunk's frames and the next one (chunks overlap by one
+    source frame), and the one before, which tells whether the chunk's first frame starts a scene (for
+    the count of cuts; no slot of the chunk depends on it). With ``holds`` a slot also looks up to
+    ``max_hold`` frames back and ahead for the drawing it lies in, and each of those frames needs the one
+    before it for its own hold test.
+    """
+    if not 0 <= first < stop <= count:
+        raise ValueError(f"chunk [{first}, {stop}) is not a part of a clip of {count} frames")
+    back, ahead = (max_hold + 1, max_hold) if holds else (1, 0)
+    return max(0, first - back), min(count, stop + 1 + ahead)
+
+
 class SlotPlanner:
     """Places the slots of a constant-rate output over source frames that arrive one by one with their
     presentation times (``vsrife video``): slot k sits at ``start + k / rate`` and is planned as
@@ -244,22 +262,33 @@ class SlotPlanner:
     Feed it with :meth:`push` in decoding order, then :meth:`finish`. Both return the (k, plan) pairs
     that became decidable. It keeps only what the slots still to come can need: frames from
     :attr:`oldest_needed` on.
+
+    A part of a clip (a chunk of a cluster run) is planned as the whole clip would be: pass ``start``, the
+    whole clip's first time, ``first_index``, the index of the first frame pushed, and ``keep``, the
+    chunk's source frames [a, b); push the frames :func:`chunk_feed` names, and call :meth:`finish` only
+    where they reach the clip's end. Slots are numbered as in the whole clip, and exactly those from frame
+    a's time up to frame b's are returned, each planned as in the whole clip, so the chunks of a clip
+    together return the whole clip's slots, each once.
     """
 
-    def __init__(self, rate: Fraction, *, cuts: bool = True, holds: bool = False, max_hold: int = MAX_HOLD) -> None:
+    def __init__(self, rate: Fraction, *, cuts: bool = True, holds: bool = False, max_hold: int = MAX_HOLD,
+                 start: Fraction | None = None, first_index: int = 0, keep: tuple[int, int] | None = None
+                 ) -> None:  # fmt: skip
         if rate <= 0:
             raise ValueError("the output rate must be positive")
         self.rate = rate
         self.holds, self.cuts, self.max_hold = holds, cuts, max_hold
-        self.start: Fraction | None = None
+        self.start: Fraction | None = start
         self.times: dict[int, Fraction] = {}
         self.cut_before: dict[int, bool] = {}
         self.held: dict[int, bool] = {}
         self.identical: dict[int, bool] = {}
-        self.count = 0  # frames pushed
-        self.k = 0  # next slot to plan
-        self.i = 0  # source frame at or before slot k
+        self.first_index = first_index
+        self.count = first_index  # index of the next frame: frames pushed, counting from the whole clip's 0
+        self.k: int | None = None  # next slot to plan, once the first frame is known
+        self.i = first_index  # source frame at or before slot k
         self.total: int | None = None  # slots in the output, once the end is known
+        self.keep = keep  # source frames [a, b): only the slots that lie from frame a's time to frame b's
 
     def slot_time(self, k: int) -> Fraction:
         assert self.start is not None
@@ -276,10 +305,14 @@ class SlotPlanner:
         cut lies before it, whether it holds the previous frame's drawing, and whether it is identical to
         the previous frame."""
         j = self.count
-        if j and time <= self.times[j - 1]:
+        if j > self.first_index and time <= self.times[j - 1]:
             raise ValueError(f"source frame {j} is not later than the one before it ({time} <= {self.times[j - 1]})")
         if self.start is None:
             self.start = time
+        if self.k is None:
+            if time < self.start:
+                raise ValueError(f"source frame {j} lies before the clip's start ({time} < {self.start})")
+            self.k = math.ceil((time - self.start) * self.rate)  # the first slot this frame can hold
         self.times[j], self.cut_before[j], self.held[j], self.identical[j] = time, cut, hold, same
         self.count += 1
         return self._ready()
@@ -287,7 +320,7 @@ class SlotPlanner:
     def finish(self, end: Fraction) -> list[tuple[int, FramePlan]]:
         """The source ended at ``end`` (the last frame's time plus its duration): plan every slot left.
         The output has ceil((end - start) x rate) slots, so it lasts as long as the source."""
-        if self.start is None:
+        if self.k is None:
             raise ValueError("no source frames")
         self.total = math.ceil((max(end, self.times[self.count - 1]) - self.start) * self.rate)
         return self._ready()
@@ -306,7 +339,8 @@ class SlotPlanner:
                              cut=self.cut_before.__getitem__ if self.cuts else None,
                              hold=self.held.__getitem__ if self.holds else None, same=self.identical.__getitem__,
                              max_hold=self.max_hold)  # fmt: skip
-            ready.append((self.k, plan))
+            if self.keep is None or self.keep[0] <= self.i < self.keep[1]:
+                ready.append((self.k, plan))
             self.k += 1
         for table in (self.times, self.cut_before, self.held, self.identical):
             for j in [j for j in table if j < self.oldest_needed - 1]:

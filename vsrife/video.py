@@ -10,8 +10,11 @@ The output is written to a temporary file beside the target and renamed only whe
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import logging
+import math
 import os
 import queue
 import struct
@@ -33,6 +36,7 @@ from .timing import (
     SCENE_THRESHOLD,
     FramePlan,
     SlotPlanner,
+    chunk_feed,
     frame_time,
     hold_difference,
     hold_luma,
@@ -43,13 +47,18 @@ from .timing import (
 
 __all__ = [
     "CRF_RANGE",
+    "Chunk",
+    "SourceIndex",
     "VideoError",
     "VideoJob",
     "VideoResult",
     "check_job",
     "check_paths",
     "frames_of",
+    "index_source",
+    "interpolate_chunk",
     "interpolate_video",
+    "join_chunks",
     "probe",
 ]
 
@@ -280,6 +289,232 @@ def _interpolate_into(av, source: Path, output: Path, tmp: Path, interpolator: I
         raise VideoError(f"writing {output} failed ({e}); nothing was written under that name") from e
 
 
+# --- chunks: one video cut in parts that together make what interpolate_video makes (vsrife.cluster) ----
+
+
+@dataclass(frozen=True)
+class SourceIndex:
+    """Every source frame's timestamp and time, where decoding can start, and where the scenes change:
+    what is needed to cut a video into chunks. ``regular`` is False where some frame has no timestamp or
+    one that does not increase; such a video is interpolated in one piece."""
+
+    time_base: Fraction
+    pts: tuple[int, ...]  # presentation order
+    times: tuple[Fraction, ...]  # as _place_frames places them (timing.frame_time)
+    keyframes: tuple[int, ...]  # frames decoding can start from
+    cuts: tuple[int, ...]  # frames with a scene change before them
+    end: Fraction  # when the last frame ends
+    rate: Fraction  # the output's
+    regular: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.pts)
+
+    def slot(self, j: int) -> int:
+        """The first output frame at or after source frame ``j`` (``count``: the number of output frames)."""
+        time = self.times[j] if j < self.count else max(self.end, self.times[-1])
+        return math.ceil((time - self.times[0]) * self.rate)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Source frames [first, stop) of a video of ``count``, interpolated as in the whole video: it is fed
+    frames ``feed`` (:func:`vsrife.timing.chunk_feed`), decoded from the keyframe at ``seek_pts``, and
+    makes output frames ``slots``, numbered as in the whole video. ``origin`` is source frame 0's time."""
+
+    index: int
+    first: int
+    stop: int
+    count: int
+    feed: tuple[int, int]
+    feed_pts: int
+    seek_pts: int
+    origin: Fraction
+    slots: tuple[int, int]
+
+    def describe(self) -> str:
+        return f"chunk {self.index} (source frames {self.first}-{self.stop - 1})"
+
+
+def index_source(source: str | os.PathLike[str], job: VideoJob) -> SourceIndex:
+    """Decode ``source`` once for its :class:`SourceIndex`. Scene changes are measured as the placement
+    loop measures them, on a quarter-size picture (they only guide where chunks are cut; the chunks decide
+    their own cuts at full size)."""
+    av = _av()
+    with _open_input(av, Path(source)) as inp:
+        plan = _plan(av, inp, job)
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        tb = Fraction(vin.time_base)
+        size = {"width": max(8, plan.width // 4), "height": max(8, plan.height // 4)}
+        pts, times, keys, cuts = [], [], [], []
+        regular, first, previous, last = True, None, None, None
+        try:
+            for frame in inp.decode(vin):
+                if first is None:
+                    first = frame.pts * tb if frame.pts is not None else Fraction(0)
+                time = frame_time(frame.pts, tb, len(times), first, plan.source_rate)
+                if times and time <= times[-1]:  # left out by the placement loop: a chunk cannot tell
+                    regular = False
+                    continue
+                if frame.pts is None or (pts and frame.pts <= pts[-1]):  # no seeking to such a frame
+                    regular = False
+                keys += [len(times)] if frame.key_frame else []
+                if job.scene_detection:
+                    arr = frame.reformat(format="rgb24", src_colorspace=plan.matrix, src_color_range=plan.colour_range,
+                                         **size).to_ndarray()  # fmt: skip
+                    thumb = luma_thumbnail(torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255))
+                    if previous is not None and scene_difference(previous, thumb) > job.scene_threshold:
+                        cuts.append(len(times))
+                    previous = thumb
+                pts.append(frame.pts)
+                times.append(time)
+                last = frame
+        except av.error.FFmpegError as e:
+            raise VideoError(f"decoding {source} failed: {e}") from e
+    if last is None:
+        raise VideoError(f"{source}: the video stream has no frames")
+    end = _end_time(last, times[-1], first, len(times), plan.source_rate)
+    return SourceIndex(tb, tuple(pts), tuple(times), tuple(keys) or (0,), tuple(cuts), end, plan.rate, regular)
+
+
+def plan_chunks(index: SourceIndex, starts: list[int], job: VideoJob) -> list[Chunk]:
+    """The chunks that start at source frames ``starts`` (0 first, increasing)."""
+    if not index.regular:
+        raise ValueError("a video with frames that have no timestamp or a repeated one is not cut in chunks")
+    if not starts or starts[0] != 0 or any(b <= a for a, b in itertools.pairwise(starts)) or starts[-1] >= index.count:
+        raise ValueError(f"chunk starts {starts} do not divide {index.count} frames")
+    chunks = []
+    for n, (a, b) in enumerate(itertools.pairwise([*starts, index.count])):
+        feed = chunk_feed(a, b, index.count, holds=job.dedup)
+        key = max((k for k in index.keyframes if k <= feed[0]), default=0)
+        chunks.append(Chunk(n, a, b, index.count, feed, index.pts[feed[0]], index.pts[key], index.times[0],
+                            (index.slot(a), index.slot(b))))  # fmt: skip
+    return chunks
+
+
+def interpolate_chunk(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    interpolator: Interpolator,
+    job: VideoJob,
+    chunk: Chunk,
+    on_frame: Callable[[int], None] | None = None,
+) -> VideoResult:
+    """Interpolate one :class:`Chunk` of ``source`` into ``output``: the video stream alone, its frames
+    made and encoded exactly as :func:`interpolate_video` makes them, with their timestamps in the whole
+    video. The file appears complete or not at all; :func:`join_chunks` puts the chunks together."""
+    av = _av()
+    source, output = Path(source), Path(output)
+    with temporary_beside(output, f".partial{output.suffix}") as (placeholder, tmp):
+        placeholder.close()
+        try:
+            with _open_input(av, source) as inp:
+                plan = _plan(av, inp, job)
+                out = _open_output(av, tmp, inp, plan, job, video_only=True)
+                pipeline = _Pipeline(inp, out, plan, on_frame, chunk=chunk)
+                placed = pipeline.run(lambda frames, emit: _place_frames(frames, emit, interpolator, job, plan,
+                                                                          _RGB.of(av, plan), chunk))  # fmt: skip
+            made, wanted = pipeline.emitted, chunk.slots[1] - chunk.slots[0]
+            if made != wanted:
+                raise VideoError(f"{chunk.describe()} made {made} frames, not {wanted}")
+            os.replace(tmp, output)
+        except OSError as e:
+            raise VideoError(f"writing {chunk.describe()} to {output} failed: {e}") from e
+    return VideoResult(output, placed.source_frames, made, placed.interpolated, placed.cuts, plan.rate)
+
+
+def _chunk_packets(av, path: Path, chunk: Chunk, rate: Fraction) -> list[tuple[int, int]]:
+    """(output frame, decoding position in the chunk) of each video packet of a chunk file; VideoError
+    unless it holds exactly the chunk's frames."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        tb = Fraction(stream.time_base)
+        stamps = [p.pts for p in c.demux(stream) if p.size]
+    if None in stamps or len(stamps) != chunk.slots[1] - chunk.slots[0]:
+        raise VideoError(f"{chunk.describe()} in {path} does not hold its {chunk.slots[1] - chunk.slots[0]} "
+                         "frames; delete it to make it again")  # fmt: skip
+    low = min(stamps)
+    slots = [chunk.slots[0] + round((p - low) * tb * rate) for p in stamps]  # containers may round (1 ms)
+    if sorted(slots) != list(range(*chunk.slots)):
+        raise VideoError(f"{chunk.describe()} in {path} has frames out of place; delete it to make it again")
+    return slots
+
+
+def join_chunks(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    parts: list[tuple[Chunk, Path]],
+    job: VideoJob,
+) -> int:
+    """The chunk files of ``source`` (all of them, in order) as one video in ``output``, with the source's
+    audio and subtitles copied once and its tags, chapters and attachments kept as interpolate_video keeps
+    them. The packets are copied, not encoded again; each keeps its output frame's timestamp. Returns the
+    number of video frames. The output appears complete or not at all."""
+    av = _av()
+    source, output = Path(source), Path(output)
+    check_paths(source, output, overwrite=job.overwrite)
+    if not parts or parts[0][0].slots[0] != 0 or any(a.slots[1] != b.slots[0] for (a, _), (b, _) in
+                                                     itertools.pairwise(parts)):  # fmt: skip
+        raise VideoError(f"the chunks of {source} do not cover it")
+    with temporary_beside(output, f".partial{output.suffix}") as (placeholder, tmp):
+        placeholder.close()
+        try:
+            with _open_input(av, source) as inp:
+                plan = _plan(av, inp, job)
+                slots = [_chunk_packets(av, path, chunk, plan.rate) for chunk, path in parts]
+                order = list(itertools.chain.from_iterable(slots))
+                delay = max(0, max(i - k for i, k in enumerate(order)))  # decoding runs ahead by this much
+                with av.open(str(parts[0][1])) as first:
+                    out = _open_output(av, tmp, inp, plan, job, template=first.streams.video[0])
+                for reason in out.dropped:
+                    log.warning("%s", reason)
+                try:
+                    video = _joined_video(av, parts, slots, plan, out.video, delay)
+                    copied = _copied_packets(inp, out.copied)
+                    for _, packet in heapq.merge(video, copied, key=lambda item: item[0]):
+                        out.container.mux(packet)
+                except BaseException:
+                    _close_quietly(out.container)
+                    raise
+                out.container.close()
+            os.replace(tmp, output)
+        except av.error.FFmpegError as e:
+            raise VideoError(f"joining the chunks of {source} failed: {e}") from e
+        except OSError as e:
+            raise VideoError(f"writing {output} failed ({e}); nothing was written under that name") from e
+    return len(order)
+
+
+def _joined_video(av, parts, slots, plan: _Plan, vout, delay: int):
+    """(decoding time, packet) of every chunk's video packets, in order, retimed into the whole video."""
+    tb = Fraction(1) / plan.rate
+    position = 0
+    for (chunk, path), frames in zip(parts, slots):
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            for packet, k in zip((p for p in c.demux(stream) if p.size), frames):
+                packet.stream = vout
+                packet.time_base = tb
+                packet.pts, packet.dts = plan.start + k, plan.start + position - delay
+                packet.duration = 1  # one output frame, as the encoder gives it in interpolate_video
+                position += 1
+                yield packet.dts * tb, packet
+
+
+def _copied_packets(inp, copied: dict):
+    """(decoding time, packet) of the source's audio and subtitle packets, as the pipeline copies them."""
+    if not copied:
+        return
+    for packet in inp.demux(*(inp.streams[i] for i in copied)):
+        if packet.dts is None:
+            continue
+        time = packet.dts * Fraction(packet.time_base)
+        packet.stream = copied[packet.stream.index]
+        yield time, packet
+
+
 def _open_input(av, source: Path):
     """The source, opened for decoding; VideoError unless it has a video stream."""
     try:
@@ -429,10 +664,15 @@ class _Output:
     dropped: list[str]  # the input streams the container cannot hold, and why
 
 
-def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
+def _open_output(av, target, inp, plan: _Plan, job: VideoJob, *, video_only: bool = False,
+                 template=None) -> _Output:  # fmt: skip
     """The output container with every stream set up and its header written (which opens the encoder), so
     that settings the encoder or the container refuse fail here, before any frame is decoded. ``target``
-    is a path, or a :class:`_MemoryFile` for a dry run."""
+    is a path, or a :class:`_MemoryFile` for a dry run.
+
+    ``video_only``: the video stream alone, nothing copied from the source (a chunk of a cluster run).
+    ``template``: a video stream whose encoded packets are copied rather than frames encoded (the join of
+    the chunks); nothing is opened until the first packet is written."""
     name = getattr(target, "name", target)
     try:
         out = av.open(target if isinstance(target, io.IOBase) else str(target), "w")
@@ -441,27 +681,33 @@ def _open_output(av, target, inp, plan: _Plan, job: VideoJob) -> _Output:
                          ".mov or another container's extension") from e  # fmt: skip
     try:
         vin = inp.streams.video[0]
-        try:
-            vout = out.add_stream(job.codec, rate=plan.rate)
-        except ValueError as e:  # the container cannot hold this codec
-            raise VideoError(f"{e}; choose another container (e.g. .mkv) or --codec") from e
-        vout.width, vout.height = plan.width, plan.height
-        vout.pix_fmt = plan.pix_fmt
+        if template is not None:
+            vout = out.add_stream_from_template(template)  # its codec parameters: size, format, colour
+        else:
+            try:
+                vout = out.add_stream(job.codec, rate=plan.rate)
+            except ValueError as e:  # the container cannot hold this codec
+                raise VideoError(f"{e}; choose another container (e.g. .mkv) or --codec") from e
+            vout.width, vout.height = plan.width, plan.height
+            vout.pix_fmt = plan.pix_fmt
+            vout.options = dict(plan.options)
+            for prop, value in plan.colour.items():
+                if value and hasattr(vout.codec_context, prop):
+                    setattr(vout.codec_context, prop, value)
+            if vin.sample_aspect_ratio:
+                vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
         vout.time_base = Fraction(1) / plan.rate  # the muxer may change the stream's time base later
-        vout.options = dict(plan.options)
-        for prop, value in plan.colour.items():
-            if value and hasattr(vout.codec_context, prop):
-                setattr(vout.codec_context, prop, value)
-        if vin.sample_aspect_ratio:
-            vout.codec_context.sample_aspect_ratio = vin.sample_aspect_ratio
-        vout.metadata.update(_tags(vin.metadata, "encoder"))  # language, title, handler_name ...
-        vout.disposition = vin.disposition
-        if plan.display_matrix is not None:
-            vout.set_display_matrix(plan.display_matrix)
-        copied, dropped = _copy_streams(av, inp, out)
-        out.metadata.update(_tags(inp.metadata, "encoder"))
-        out.set_chapters(inp.chapters())
-        _start_encoding(av, out, vout, plan, job)
+        copied, dropped = {}, []
+        if not video_only:
+            vout.metadata.update(_tags(vin.metadata, "encoder"))  # language, title, handler_name ...
+            vout.disposition = vin.disposition
+            if plan.display_matrix is not None:
+                vout.set_display_matrix(plan.display_matrix)
+            copied, dropped = _copy_streams(av, inp, out)
+            out.metadata.update(_tags(inp.metadata, "encoder"))
+            out.set_chapters(inp.chapters())
+        if template is None:
+            _start_encoding(av, out, vout, plan, job)
     except BaseException:
         _close_quietly(out)
         raise
@@ -573,7 +819,8 @@ class _Placed:
     cuts: int
 
 
-def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rgb: _RGB) -> _Placed:
+def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rgb: _RGB,
+                  chunk: Chunk | None = None) -> _Placed:  # fmt: skip
     """Decide and make every output frame through :class:`vsrife.timing.SlotPlanner`: slot k of the
     constant-rate output sits at the first frame's time + k / rate; a source frame at that time passes
     through untouched, a slot between two frames is interpolated at its place in time (across a scene
@@ -582,13 +829,21 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
 
     ``frames`` yields the decoded source frames in order; ``emit(frame, k)`` hands output frame ``k`` to
     the encoder. Only the frames the planner may still need are kept.
+
+    With a ``chunk``, ``frames`` yields the frames it is fed (from ``chunk.feed[0]`` on) and only its
+    output frames are made, numbered as in the whole video; the counts are of its own source frames.
     """
-    planner = SlotPlanner(plan.rate, cuts=job.scene_detection, holds=job.dedup)
+    lo, hi = chunk.feed if chunk else (0, None)
+    planner = SlotPlanner(plan.rate, cuts=job.scene_detection, holds=job.dedup, first_index=lo,
+                          start=chunk.origin if chunk else None,
+                          keep=(chunk.first, chunk.stop) if chunk else None)  # fmt: skip
     batcher = Batcher.for_device(it.device)
     kept: dict[int, list] = {}  # index -> [decoded frame, future prepared Frame]
     pending: deque[tuple[int, Any]] = deque()  # output frames in order: (k, decoded frame or future tensor)
     counts = {"interp": 0, "cuts": 0, "src": 0}
-    first = last_time = None
+    first = chunk.origin if chunk else None
+    last_time = None
+    fed = 0
     previous = None  # (RGB tensor, scene thumbnail, hold luma) of the previous frame
     off_grid = skipped = 0
 
@@ -619,12 +874,14 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
 
     try:
         for frame in frames:
-            j = counts["src"]
+            j = lo + fed
             tb = Fraction(frame.time_base) if frame.time_base else Fraction(0)
             if first is None:
                 first = frame.pts * tb if frame.pts is not None else Fraction(0)
             time = frame_time(frame.pts, tb, j, first, plan.source_rate)
             if last_time is not None and time <= last_time:
+                if chunk is not None:  # index_source finds these first: such a source is never cut in chunks
+                    raise VideoError(f"source frame {j} has a repeated or backward timestamp")
                 skipped += 1  # a repeated or backward timestamp: the frame cannot be placed in time
                 continue
             off_grid += frame.pts is not None and time != first + j / plan.source_rate
@@ -636,21 +893,25 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
                 cut = job.scene_detection and scene_difference(previous[1], current[1]) > job.scene_threshold
                 same = torch.equal(previous[0], image)
                 hold = job.dedup and not cut and hold_difference(previous[2], current[2]) < job.dedup_threshold
-            counts["cuts"] += cut
+            mine = chunk is None or chunk.first <= j < chunk.stop
+            counts["cuts"] += cut and mine
             kept[j] = [frame, batcher.prepare(it, image)]
             make(list(planner.push(time, cut=cut, hold=hold, same=same)))
             for old in [i for i in kept if i < planner.oldest_needed]:
                 del kept[old]
             previous, last_time = current, time
-            counts["src"] += 1
+            counts["src"] += mine
+            fed += 1
             last_frame = frame
         if last_time is None:
             raise VideoError("the input's video stream has no frames")
-        if skipped:
-            log.warning("%d frame(s) with a repeated or backward timestamp were left out", skipped)
-        if off_grid:
-            log.info("variable frame rate: %d frame(s) off the average-rate grid were placed by their timestamps", off_grid)
-        make(list(planner.finish(_end_time(last_frame, last_time, first, counts["src"], plan.source_rate))))
+        if chunk is None or lo + fed >= chunk.count:  # else the end is not in this chunk: its slots are all made
+            if skipped:
+                log.warning("%d frame(s) with a repeated or backward timestamp were left out", skipped)
+            if off_grid:
+                log.info("variable frame rate: %d frame(s) off the average-rate grid were placed by their "
+                         "timestamps", off_grid)  # fmt: skip
+            make(list(planner.finish(_end_time(last_frame, last_time, first, lo + fed, plan.source_rate))))
         drain(0)
     finally:  # a job that stops early leaves nothing queued on the device
         for item in [f[0] for _, f in pending if isinstance(f, tuple)] + [f for _, f in kept.values()]:
@@ -676,8 +937,9 @@ class _Pipeline:
     and the others give up within one queue poll (or, for the placement loop, one frame).
     """
 
-    def __init__(self, inp, out: _Output, plan: _Plan, on_frame: Callable[[int], None] | None):
-        self._inp, self._out, self._plan, self._on_frame = inp, out, plan, on_frame
+    def __init__(self, inp, out: _Output, plan: _Plan, on_frame: Callable[[int], None] | None,
+                 chunk: Chunk | None = None):  # fmt: skip
+        self._inp, self._out, self._plan, self._on_frame, self._chunk = inp, out, plan, on_frame, chunk
         self._frame_tb = Fraction(1) / plan.rate
         self._stop = threading.Event()
         self._decoded: queue.Queue = queue.Queue(_QUEUE)
@@ -749,6 +1011,10 @@ class _Pipeline:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
         try:
+            if self._chunk is not None:
+                self._decode_chunk(vin, self._chunk)
+                _put(self._decoded, None, stop)
+                return
             for packet in inp.demux(vin, *(inp.streams[i] for i in copied)):
                 if packet.stream.index in copied:
                     if packet.dts is not None:
@@ -761,6 +1027,22 @@ class _Pipeline:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             self._fail("decoding", e)
+
+    def _decode_chunk(self, vin, chunk: Chunk) -> None:
+        """The frames the chunk is fed: decoding starts at the keyframe at or before the first of them."""
+        wanted, fed = chunk.feed[1] - chunk.feed[0], 0
+        self._inp.seek(chunk.seek_pts, stream=vin, backward=True, any_frame=False)
+        for packet in self._inp.demux(vin):
+            for frame in packet.decode():
+                if frame.pts is None or frame.pts < chunk.feed_pts:
+                    continue
+                if fed == 0 and frame.pts != chunk.feed_pts:
+                    raise VideoError(f"seeking to source frame {chunk.feed[0]} landed on a later frame")
+                _put(self._decoded, frame, self._stop)
+                fed += 1
+                if fed == wanted:
+                    return
+        raise VideoError(f"the source ended after {chunk.feed[0] + fed} frames, not {chunk.feed[1]}")
 
     def _encode(self) -> None:
         out, vout, copied = self._out.container, self._out.video, self._out.copied
