@@ -16,7 +16,8 @@ import os
 import queue
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "check_paths",
     "frames_of",
     "interpolate_video",
+    "iter_frames",
     "probe",
 ]
 
@@ -762,14 +764,23 @@ class _Pipeline:
             self._fail("encoding", e)
 
 
-def frames_of(path: str | os.PathLike[str], limit: int | None = None) -> list[torch.Tensor]:
-    """The frames of a video (the first ``limit`` of them) as 1 x 3 x H x W float32 RGB in [0, 1]."""
+def iter_frames(path: str | os.PathLike[str]) -> Iterator[torch.Tensor]:
+    """The frames of a video one at a time, as 1 x 3 x H x W float32 RGB in [0, 1]."""
     av = _av()
-    frames = []
     with av.open(str(path)) as c:
         for frame in c.decode(video=0):
+            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+            yield rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def frames_of(path: str | os.PathLike[str], limit: int | None = None) -> list[torch.Tensor]:
+    """The frames of a video (the first ``limit`` of them) as 1 x 3 x H x W float32 RGB in [0, 1]."""
+    frames: list[torch.Tensor] = []
+    if limit == 0:
+        return frames
+    with closing(iter_frames(path)) as decoded:  # closes the file when the limit stops the loop early
+        for frame in decoded:
+            frames.append(frame)
             if limit is not None and len(frames) == limit:
                 break
-            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-            frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255))
     return frames
