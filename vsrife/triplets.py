@@ -321,10 +321,12 @@ def _mined(videos: list[Path], folder: Path, fraction: float) -> tuple[list[Trip
 
 
 class ImageCache:
-    """Decoded frames as uint8 tensors (3 x H x W), the most recently used kept in memory."""
+    """Decoded frames as uint8 tensors (3 x H x W); the most recently used, up to ``max_bytes``, stay in memory
+    (default 1 GiB: the three sample clips' frames fit, so a run on them decodes each PNG once)."""
 
-    def __init__(self, capacity: int = 96) -> None:
-        self.capacity = capacity
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
         self.images: dict[Path, Tensor] = {}
 
     def __call__(self, path: Path) -> Tensor:
@@ -335,8 +337,9 @@ class ImageCache:
             with Image.open(path) as f:
                 rgb = np.asarray(f.convert("RGB"), dtype=np.uint8)
             image = torch.from_numpy(rgb.copy()).permute(2, 0, 1)
-            if len(self.images) >= self.capacity:
-                self.images.pop(next(iter(self.images)))
+            self.size += image.numel()
+            while self.images and self.size > self.max_bytes:
+                self.size -= self.images.pop(next(iter(self.images))).numel()
         self.images[path] = image
         return image
 
