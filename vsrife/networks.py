@@ -276,6 +276,18 @@ class IFNet(_Network):
         restart = self.traits.adaptive_scale
         return self._estimate(img0, img1, timestep, feat0, feat1, scales, ensemble, ensemble, restart)
 
+    def trace(self, img0: Tensor, img1: Tensor, timestep: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """The training forward: the output frame and, after every block, its (flow, mask logit).
+
+        Scale 1, no tta and no 4.0/4.1 large-motion restart, so that every block's flow is one estimate of
+        the same pair (what the distillation compares). The output is computed exactly as :meth:`forward`
+        computes it on that path.
+        """
+        feat0, feat1 = (self.features(img0), self.features(img1)) if self.has_encoder else (None, None)
+        steps: list[tuple[Tensor, Tensor]] = []
+        out = self._estimate(img0, img1, timestep, feat0, feat1, list(self.scales), False, False, False, steps)
+        return out, steps
+
     def _estimate(
         self,
         img0: Tensor,
@@ -287,15 +299,19 @@ class IFNet(_Network):
         ensemble: bool,
         first_both_ways: bool,
         may_restart: bool,
+        steps: list[tuple[Tensor, Tensor]] | None = None,
     ) -> Tensor:
         """The blocks in turn, then the blend. ``first_both_ways`` runs the first block on the pair and on
-        the swapped pair (tta); ``may_restart`` allows the 4.0/4.1 large-motion restart."""
+        the swapped pair (tta); ``may_restart`` allows the 4.0/4.1 large-motion restart. Where ``steps`` is
+        a list, each block's (flow, mask logit) is appended to it (training)."""
         traits, fmt = self.traits, self.memory_format
         feats = (feat0, feat1) if feat0 is not None else ()
         flow, mask, carried = self.blocks[0]((img0, img1, *feats, timestep), None, scales[0], fmt)
         if first_both_ways:
             f, m, _ = self.blocks[0]((img1, img0, *feats[::-1], 1 - timestep), None, scales[0], fmt)
             flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
+        if steps is not None:
+            steps.append((flow, mask))
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         decision = None  # the 4.0/4.1 large-motion test, read on the host only after every block is queued
         for i in range(1, len(self.blocks)):
@@ -318,6 +334,8 @@ class IFNet(_Network):
                 delta, m = (delta + _swap(d)) / 2, (m - mr) / 2
             flow = flow + delta
             mask = mask + m if traits.accumulate_mask else m
+            if steps is not None:
+                steps.append((flow, mask))
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         weight = torch.sigmoid(mask)
         out = warped0 * weight + warped1 * (1 - weight)
@@ -404,14 +422,20 @@ class IFNetM(_Network):
         self.contextnet = ContextNet()
         self.unet = FusionUNet()
 
-    def _once(self, img0: Tensor, img1: Tensor, timestep: Tensor, scale: float) -> Tensor:
+    def _once(
+        self, img0: Tensor, img1: Tensor, timestep: Tensor, scale: float, steps: list[tuple[Tensor, Tensor]] | None = None
+    ) -> Tensor:
         fmt = self.memory_format
         scales = [s / scale for s in self.scales]
         flow, mask, _ = self.block0((img0, img1, timestep), None, scales[0], fmt)
+        if steps is not None:
+            steps.append((flow, mask))
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         for block, s in ((self.block1, scales[1]), (self.block2, scales[2])):
             delta, m, _ = block((img0, img1, timestep, warped0, warped1, mask), flow, s, fmt)
             flow, mask = flow + delta, mask + m
+            if steps is not None:
+                steps.append((flow, mask))
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         weight = torch.sigmoid(mask)
         merged = warped0 * weight + warped1 * (1 - weight)
@@ -442,6 +466,12 @@ class IFNetM(_Network):
             flipped = self._once(img0.flip(dims), img1.flip(dims), timestep.flip(dims), scale)
             out = (out + flipped.flip(dims)) / 2
         return out
+
+    def trace(self, img0: Tensor, img1: Tensor, timestep: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """The training forward: the refined output frame and, after every flow block, its (flow, mask
+        logit); scale 1, no tta."""
+        steps: list[tuple[Tensor, Tensor]] = []
+        return self._once(img0, img1, timestep, 1.0, steps), steps
 
 
 def build_network(release: ReleaseInfo) -> _Network:

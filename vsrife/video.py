@@ -20,7 +20,8 @@ import queue
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 from fractions import Fraction
@@ -58,6 +59,7 @@ __all__ = [
     "index_source",
     "interpolate_chunk",
     "interpolate_video",
+    "iter_frames",
     "join_chunks",
     "probe",
 ]
@@ -1068,17 +1070,27 @@ class _Pipeline:
             self._fail("encoding", e)
 
 
-def frames_of(path: str | os.PathLike[str], limit: int | None = None, start: int = 0) -> list[torch.Tensor]:
-    """The frames of a video (``limit`` of them from frame ``start``, counted from 0) as 1 x 3 x H x W float32
-    RGB in [0, 1]; the frames before ``start`` are decoded and dropped."""
+def iter_frames(path: str | os.PathLike[str], start: int = 0) -> Iterator[torch.Tensor]:
+    """The frames of a video one at a time, from frame ``start`` (counted from 0; the ones before it are
+    decoded and dropped), as 1 x 3 x H x W float32 RGB in [0, 1]."""
     av = _av()
-    frames = []
     with av.open(str(path)) as c:
         for index, frame in enumerate(c.decode(video=0)):
-            if limit is not None and len(frames) == limit:
-                break
             if index < start:
                 continue
             rgb = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-            frames.append(rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255))
+            yield rgb.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def frames_of(path: str | os.PathLike[str], limit: int | None = None, start: int = 0) -> list[torch.Tensor]:
+    """The frames of a video (``limit`` of them from frame ``start``, counted from 0) as 1 x 3 x H x W
+    float32 RGB in [0, 1]."""
+    frames: list[torch.Tensor] = []
+    if limit == 0:
+        return frames
+    with closing(iter_frames(path, start)) as decoded:  # closes the file when the limit stops the loop early
+        for frame in decoded:
+            frames.append(frame)
+            if limit is not None and len(frames) == limit:
+                break
     return frames

@@ -52,12 +52,14 @@ __all__ = [
     "cached_weights",
     "fetch_file",
     "fetch_sample",
+    "fetch_teacher",
     "fetch_weights",
     "import_weights",
     "load_network",
     "model_dir",
     "normalise_state_dict",
     "read_state_dict",
+    "teacher_tensors",
     "verify_cache",
 ]
 
@@ -487,6 +489,46 @@ def resolve_weights(name: str, weights: str | os.PathLike[str] | None, *, auto_d
         raise WeightsError(f"weights of model {name} are not in {model_dir()}; run `vsrife models download {name}`",
                            own_file=True)  # fmt: skip
     return fetch_weights(name)
+
+
+TEACHER_PREFIX = "block_tea."
+
+
+def teacher_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The training-only teacher block (``block_tea.*``, prefix removed) of an upstream state dict, or None."""
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    found = {k[len(TEACHER_PREFIX) :]: v.float().contiguous() for k, v in state.items() if k.startswith(TEACHER_PREFIX)}
+    return found or None
+
+
+def fetch_teacher(name: str, *, progress: bool = True) -> dict[str, torch.Tensor] | None:
+    """The released teacher block of model ``name`` (for training), or None where its release has none.
+
+    The cache keeps a model's weights without the training-only tensors, so the teacher is taken from the
+    release's own file once (fetched and verified as :func:`fetch_weights` does) and kept beside the cache
+    as ``teacher-NAME.safetensors`` (empty where the release carries no teacher).
+    """
+    release = get_release(name)
+    dest = model_dir() / f"teacher-{release.name}.safetensors"
+    if dest.is_file():
+        stored = read_state_dict(dest)
+        return stored or None
+    for source in release.sources:
+        with temporary_beside(model_dir() / f"rife-{release.name}.pkl") as (_, tmp):
+            try:
+                log.info("fetching the teacher block of model %s from %s", name, source.describe())
+                fetch_file(source, tmp, progress=progress)
+                state = read_state_dict(tmp)
+                normalise_state_dict(state, release)  # the file must be this model's
+            except WeightsError as e:
+                log.warning("model %s: %s", name, e)
+                continue
+        teacher = teacher_tensors(state) or {}
+        with atomic_write(dest) as out:
+            out.write(save(teacher, metadata={"vsrife_model": release.name, "origin": source.describe()}))
+        return teacher or None
+    return None
 
 
 def load_network(release: ReleaseInfo, path: Path) -> torch.nn.Module:
