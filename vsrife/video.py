@@ -805,11 +805,14 @@ class _RGB:
     def to_tensor(self, frame) -> torch.Tensor:
         arr = frame.reformat(format=self._format, src_colorspace=self._matrix,
                              src_color_range=self._range).to_ndarray()  # fmt: skip
-        return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).unsqueeze(0).div_(self._scale)
+        # numpy, not torch: this runs beside the device worker, and a second OpenMP team would compete
+        # with the network's for the same cores (the same IEEE float32 division either way)
+        return torch.from_numpy(np.divide(arr, np.float32(self._scale), dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
 
     def to_frame(self, rgb: torch.Tensor):
         """A frame in the output's pixel format."""
-        arr = rgb[0].permute(1, 2, 0).mul(self._scale).round_().clamp_(0, self._scale).cpu().numpy()
+        arr = rgb[0].permute(1, 2, 0).cpu().numpy() * np.float32(self._scale)  # numpy: see to_tensor
+        arr = np.clip(np.rint(arr, out=arr), 0, self._scale, out=arr)
         frame = self._av.VideoFrame.from_ndarray(arr.astype(self._dtype), format=self._format)
         return frame.reformat(format=self._pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
 
