@@ -162,3 +162,17 @@ def test_the_program_settles_openmp_before_torch_loads(preset, expected):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(expected)
+
+
+def test_the_compiled_path_gives_the_eager_frames(bikes, weights_40):
+    """Opt-in torch.compile: the same frames as eager (float rounding only). Skipped without a C++
+    compiler, which Inductor needs on the CPU."""
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("no C++ compiler for torch.compile's CPU code")
+    small = [f[..., :64, :96] for f in bikes[:2]]
+    eager = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32)
+    compiled = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32, compile=True)
+    assert compiled.network is eager.network  # one set of weights; only the call differs
+    torch.testing.assert_close(compiled.interpolate(*small, 0.5), eager.interpolate(*small, 0.5), atol=1e-4, rtol=0)

@@ -140,6 +140,13 @@ class Interpolator:
         tta: test-time augmentation (upstream "ensemble"): twice the work for slightly steadier flows.
         auto_download: fetch missing catalogue weights into the cache (default True).
         channels_last: NHWC convolutions (default True, faster on CPU and on tensor cores).
+        compile: run the network through ``torch.compile`` (opt-in): ``True`` for its default mode, or a
+            mode name such as ``"max-autotune-no-cudagraphs"``, or ``"reduce-overhead"`` for CUDA graphs
+            (static shapes: a new frame size or batch recompiles). The first call of each shape compiles
+            (tens of seconds; a C++ compiler is needed on the CPU); Inductor keeps its cache in
+            ``TORCHINDUCTOR_CACHE_DIR`` (default under the system's temporary folder), so a later process
+            starts faster. On this project's CPU it is slower than eager (README, Results), so it is off
+            by default.
 
     Networks are loaded once per process for each (model, weights digest, device, dtype, layout) and
     shared by every Interpolator that asks for the same.
@@ -156,6 +163,7 @@ class Interpolator:
         *,
         auto_download: bool = True,
         channels_last: bool = True,
+        compile: bool | str = False,  # noqa: A002 - the name torch uses
     ) -> None:
         self.release = get_release(model)
         if scale not in SCALES:
@@ -171,6 +179,11 @@ class Interpolator:
         self.multiple = self.release.padding_multiple(self.scale)
         self.weights = resolve_weights(self.release.name, weights, auto_download=auto_download)
         self.network = _shared_network(self.release, self.weights, self.device, self.dtype, channels_last)
+        self.compiled = compile
+        self._forward = self.network
+        if compile:
+            mode = None if compile is True else str(compile)
+            self._forward = torch.compile(self.network, mode=mode, dynamic=False)
 
     @classmethod
     def wrapping(cls, release: ReleaseInfo, network: _Network, device: torch.device,
@@ -231,7 +244,7 @@ class Interpolator:
             if f0 is not None:
                 f0, f1 = f0.expand(batch, -1, -1, -1), f1.expand(batch, -1, -1, -1)
         times = t.view(-1, 1, 1, 1).expand(batch, 1, 1, 1)
-        out = self.network(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta)
+        out = self._forward(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta)
         return out[:, :, : a.height, : a.width]
 
 
