@@ -495,7 +495,7 @@ class Batcher:
             return
         self._threads_of(batch[0][0])
         try:
-            out = self._network(batch)
+            self._finish(batch, self._network(batch))
         except torch.OutOfMemoryError as e:
             if len(batch) == 1:
                 batch[0][0].future.set_exception(e)
@@ -506,12 +506,10 @@ class Batcher:
                     self._finish([item], self._network([item]))
                 except BaseException as one:  # noqa: BLE001
                     item[0].future.set_exception(one)
-            return
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - the download failed too: every caller hears of it
             for request, _ in batch:
-                request.future.set_exception(e)
-            return
-        self._finish(batch, out)
+                if not request.future.done():
+                    request.future.set_exception(e)
 
     @staticmethod
     def _network(batch: list[tuple[_Request, tuple[Frame, Frame]]]) -> Tensor:
@@ -546,7 +544,12 @@ class Batcher:
             if item is None:
                 return
             done, results = item
-            done.synchronize()
+            try:
+                done.synchronize()
+            except BaseException as e:  # noqa: BLE001 - a device fault: these callers fail, later ones still hear
+                for future, _ in results:
+                    future.set_exception(e)
+                continue
             for future, value in results:
                 future.set_result(value)
 
