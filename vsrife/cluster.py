@@ -144,12 +144,15 @@ def connect(address: str = "auto") -> dict[str, float]:
 
 # --- on the workers -------------------------------------------------------------------------------------
 
-_INTERPOLATORS: dict[EngineOptions, object] = {}
+_INTERPOLATORS: dict[tuple, object] = {}
 
 
 def _interpolator(engine: EngineOptions):
-    """One Interpolator per worker process and options: the network loads once, however many chunks run."""
-    if engine not in _INTERPOLATORS:
+    """One Interpolator per worker process and options: the network loads once, however many chunks run
+    (a weights file rewritten since, e.g. by vsrife train, is loaded again: workers outlive a batch)."""
+    stat = os.stat(engine.weights) if engine.weights else None
+    key = (engine, stat and (stat.st_size, stat.st_mtime_ns))
+    if key not in _INTERPOLATORS:
         import torch
 
         from .engine import Interpolator, default_device
@@ -162,9 +165,9 @@ def _interpolator(engine: EngineOptions):
             dtype = torch.float32
         elif engine.precision == "fp16":
             dtype = torch.float16 if device.type != "cpu" else torch.bfloat16
-        _INTERPOLATORS[engine] = Interpolator(engine.model, weights=engine.weights, device=device, dtype=dtype,
-                                              scale=engine.scale, tta=engine.tta, auto_download=engine.auto_download)  # fmt: skip
-    return _INTERPOLATORS[engine]
+        _INTERPOLATORS[key] = Interpolator(engine.model, weights=engine.weights, device=device, dtype=dtype,
+                                           scale=engine.scale, tta=engine.tta, auto_download=engine.auto_download)  # fmt: skip
+    return _INTERPOLATORS[key]
 
 
 def _run_chunk(source: str, dest: str, marker: tuple[str, str], job: VideoJob, engine: EngineOptions,
@@ -234,11 +237,25 @@ class _File:
     stats: list[dict] = field(default_factory=list)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vsrife")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _folder_key(source: Path, job: VideoJob, engine: EngineOptions, chunk_seconds: float) -> str:
     st = source.stat()
+    weights = None
+    if engine.weights is not None:  # a weights file rewritten in place (by vsrife train) must not reuse chunks
+        w = Path(engine.weights).stat()
+        weights = {"path": str(Path(engine.weights).resolve()), "size": w.st_size, "mtime_ns": w.st_mtime_ns}
     what = {"source": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "job": {k: str(v) for k, v in dataclasses.asdict(job).items() if k not in ("overwrite", "progress")},
-            "engine": dataclasses.asdict(engine), "chunk_seconds": chunk_seconds}  # fmt: skip
+            "engine": dataclasses.asdict(engine), "weights": weights, "chunk_seconds": chunk_seconds,
+            "vsrife": _version()}  # fmt: skip
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -319,7 +336,9 @@ def run_batch(
     work_dir = Path(os.path.abspath(work_dir)) if work_dir is not None else None
     gpus = ray.cluster_resources().get("GPU", 0)
     resources = {"num_gpus": 1} if gpus else {"num_cpus": engine.threads}
-    remote = ray.remote(max_retries=retries, **resources)(_run_chunk)
+    # max_calls=0: a worker keeps its process (and its loaded model) for the next chunk; Ray would
+    # otherwise start a fresh process for every GPU task
+    remote = ray.remote(max_retries=retries, max_calls=0, **resources)(_run_chunk)
     progress = _progress_actor(ray)
     files: list[_File] = []
     results = [FileResult(source, output) for source, output in tasks]
@@ -351,6 +370,9 @@ def run_batch(
                 f = _plan_file(source, output, job, engine, root, chunk_seconds)
             except (VideoError, OSError) as e:
                 results[n].error = str(e)
+                continue
+            except Exception as e:  # noqa: BLE001 - a decoder's own error: this file fails, the others go on
+                results[n].error = f"cannot index {source}: {type(e).__name__}: {e}"
                 continue
             f.result = results[n]
             f.result.chunks = len(f.parts)
