@@ -90,3 +90,21 @@ def test_cancel_before_the_job_starts_stops_it_before_any_work(app, weights_40):
     with pytest.raises(JobCancelled):
         app.run_video("s", str(clip), options, lambda *a, **k: None)
     assert list(app.jobs.iterdir()) == []
+
+
+def test_cancel_reaches_the_running_job_and_the_ones_queued_behind_it(app):
+    """Two jobs asked for in one session (Interpolate clicked twice): Cancel stops both, and a job asked
+    for afterwards starts uncancelled."""
+    app.arm("s")
+    app.arm("s")
+    first = app._job("s")  # the first one starts; the second waits in the queue
+    app.cancel("s")
+    second = app._job("s")
+    assert first.cancelled.is_set() and second.cancelled.is_set() and first.cancelled is not second.cancelled
+    app._finish(first)
+    app._finish(second)
+    app.arm("s")
+    third = app._job("s")
+    assert not third.cancelled.is_set()
+    app._finish(third)
+    assert app._cancel == {} and app._started == set()

@@ -132,30 +132,40 @@ class App:
         self.max_upload_mb = max_upload_mb
         self.device = device
         self.device_lock = threading.Lock()  # one job at a time on the device, whatever the page's queue does
-        self._cancel: dict[str, threading.Event] = {}
+        # Each job asked for has its own cancel event, kept from the click (arm) until the job ends; jobs of
+        # a session start in the order asked (one queue), so each takes the oldest event not yet taken.
+        self._cancel: dict[str, list[threading.Event]] = {}
+        self._started: set[int] = set()  # ids of the events whose job has started
         self._cancel_lock = threading.Lock()
 
     # -- jobs -------------------------------------------------------------------------------------------
 
     def arm(self, session: str) -> None:
-        """A new job is asked for in this session: a fresh cancel event for it (Cancel works while it queues)."""
+        """A new job is asked for in this session: a cancel event of its own (Cancel works while it queues)."""
         with self._cancel_lock:
-            self._cancel[session] = threading.Event()
+            self._cancel.setdefault(session, []).append(threading.Event())
 
     def cancel(self, session: str) -> None:
+        """Cancel stops every job of this session: the one running and the ones still queued."""
         with self._cancel_lock:
-            event = self._cancel.get(session)
-        if event is not None:
+            events = list(self._cancel.get(session, ()))
+        for event in events:
             event.set()
 
     def cancel_all(self) -> None:
         with self._cancel_lock:
-            for event in self._cancel.values():
-                event.set()
+            for events in self._cancel.values():
+                for event in events:
+                    event.set()
 
     def _job(self, session: str) -> _Job:
         with self._cancel_lock:
-            cancelled = self._cancel.setdefault(session, threading.Event())
+            events = self._cancel.setdefault(session, [])
+            cancelled = next((e for e in events if id(e) not in self._started), None)
+            if cancelled is None:
+                cancelled = threading.Event()
+                events.append(cancelled)
+            self._started.add(id(cancelled))
         folder = self.jobs / secrets.token_hex(8)
         folder.mkdir()
         job = _Job(folder, session, cancelled)
@@ -166,9 +176,13 @@ class App:
     def _finish(self, job: _Job) -> None:
         if not job.keep:
             shutil.rmtree(job.folder, ignore_errors=True)
-        with self._cancel_lock:  # unless the session has asked for its next job meanwhile
-            if self._cancel.get(job.session) is job.cancelled:
-                del self._cancel[job.session]
+        with self._cancel_lock:
+            events = self._cancel.get(job.session, [])
+            if job.cancelled in events:
+                events.remove(job.cancelled)
+            self._started.discard(id(job.cancelled))
+            if not events:
+                self._cancel.pop(job.session, None)
 
     def upload(self, job: _Job, path: str | None, what: str) -> Path:
         """An uploaded file, checked: Gradio's copy inside this app's folder, within the size limit."""
