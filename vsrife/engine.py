@@ -195,7 +195,8 @@ class Interpolator:
         self.scale, self.tta = 1.0, False
         self.multiple = release.padding_multiple(1.0)
         self.weights = None
-        self.network = network
+        self.network = self._forward = network
+        self.compiled = False
         return self
 
     def __repr__(self) -> str:

@@ -186,10 +186,13 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
     n, _, h, w = flow.shape
     # The sampling grid in two passes straight into its N x H x W x 2 layout: pixels to [-1, 1] units,
     # then the base grid added (stacking the two scaled planes first cost as much as the sampling itself).
-    grid = torch.empty((n, h, w, 2), dtype=flow.dtype, device=flow.device)
     units = torch.tensor([2 / (w - 1), 2 / (h - 1)], dtype=flow.dtype, device=flow.device)
-    torch.mul(flow.permute(0, 2, 3, 1), units, out=grid)
-    grid += _base_grid(h, w, flow.device)
+    if torch.is_grad_enabled() and flow.requires_grad:  # training: the same arithmetic, differentiable
+        grid = flow.permute(0, 2, 3, 1) * units + _base_grid(h, w, flow.device)
+    else:
+        grid = torch.empty((n, h, w, 2), dtype=flow.dtype, device=flow.device)
+        torch.mul(flow.permute(0, 2, 3, 1), units, out=grid)
+        grid += _base_grid(h, w, flow.device)
     return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
