@@ -233,11 +233,12 @@ class Distillation(nn.Module):
     def forward(self, img0: Tensor, img1: Tensor, gt: Tensor, timestep: Tensor) -> dict[str, Tensor]:
         o = self.outputs(img0, img1, gt, timestep)
         gt = gt.float()
-        return {
-            "reconstruction": laplacian_l1(o["student"].float(), gt),
-            "teacher": laplacian_l1(o["teacher"].float(), gt),
-            "distill": o["distill"].float(),
-        }
+        with torch.autocast(gt.device.type, enabled=False):  # the pyramid's blurs in float32, not under AMP
+            return {
+                "reconstruction": laplacian_l1(o["student"].float(), gt),
+                "teacher": laplacian_l1(o["teacher"].float(), gt),
+                "distill": o["distill"].float(),
+            }
 
 
 # ------------------------------------------------------------------------------------------------ schedule
@@ -458,6 +459,13 @@ def train(settings: TrainSettings) -> TrainResult:
     if info is not None and info.get("digest") != _digest(s):
         raise TrainError(f"{run} holds another run (other model, data, weights, batch, crop or seed): "
                          "pass a new run folder to start this one")  # fmt: skip
+    if info is not None:  # a resumed run keeps its schedule and its global batch, or it is another run
+        now = {"world_size": world.size, "steps": s.steps, "lr": lr_peak, "warmup": warmup,
+               "distill_weight": distill_weight}  # fmt: skip
+        changed = [f"{k} {info[k]} -> {v}" for k, v in now.items() if k in info and info[k] != v]
+        if changed:
+            raise TrainError(f"{run} was started with other settings ({', '.join(changed)}): resume it with the "
+                             "same ones, or pass a new run folder")  # fmt: skip
 
     # The data, mined once by the first process; the others read what it wrote.
     if world.main:
