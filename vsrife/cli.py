@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __name__ as _package
-from .catalogue import release_names, releases
+from .catalogue import get_release, release_names, releases
 from .timing import HOLD_THRESHOLD, SCENE_THRESHOLD, as_fraction, output_count
 from .weights import (
     WeightsError,
@@ -69,12 +69,12 @@ def _human(size: int | None) -> str:
 
 def models_list(args: argparse.Namespace) -> int:
     print(f"cache: {model_dir()}")
-    print(f"{'model':<12} {'family':<8} {'tta':<4} {'pad':>4}  {'cached':<10} source")
+    print(f"{'model':<15} {'family':<8} {'tta':<4} {'pad':>4}  {'cached':<10} source")
     for r in releases().values():
         path = cached_weights(r.name)
         cached = _human(path.stat().st_size) if path else "-"
         source = r.sources[0].describe() if r.sources else "import by hand (see note)"
-        print(f"{r.name:<12} {r.family:<8} {'yes' if r.tta else 'no':<4} {r.modulo:>4}  {cached:<10} {source}")
+        print(f"{r.name:<15} {r.family:<8} {'yes' if r.tta else 'no':<4} {r.modulo:>4}  {cached:<10} {source}")
     return 0
 
 
@@ -133,6 +133,15 @@ def _interpolator(args: argparse.Namespace):
                             tta=args.tta, auto_download=not args.no_download)  # fmt: skip
     except WeightsError as e:
         raise CommandError(e.offering("--weights FILE")) from e
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+
+
+def check_engine_options(args: argparse.Namespace) -> None:
+    """The model name, and --scale and --tta against its architecture, checked before any file is touched
+    (also for --cluster, whose workers load the model); CommandError says what to do instead."""
+    try:
+        get_release(args.model).check_options(args.scale, args.tta)
     except ValueError as e:
         raise CommandError(str(e)) from e
 
@@ -290,6 +299,7 @@ def prepare_video(args: argparse.Namespace, source: Path, output: Path):
 def run_video(args: argparse.Namespace) -> int:
     from .video import VideoError, interpolate_video
 
+    check_engine_options(args)
     multi, fps = _multi(args)
     job = _video_job(args, multi, fps)
     tasks, batch = _video_tasks(args)
@@ -424,6 +434,7 @@ def _write_image(tensor, path: Path) -> None:
 def run_images(args: argparse.Namespace) -> int:
     import torch
 
+    check_engine_options(args)
     steps = 2**args.exp if args.multi is None else args.multi
     if steps < 2:
         raise CommandError("--multi must be at least 2 (or --exp at least 1)")
