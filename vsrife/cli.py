@@ -198,6 +198,7 @@ def _video_job(args: argparse.Namespace, multi: Fraction | None, fps: Fraction |
         multi=multi, fps=fps, codec=args.codec, crf=18 if args.crf is None else args.crf, preset=args.preset,
         pix_fmt=args.pix_fmt, scene_detection=not args.no_sc, scene_threshold=args.sc_threshold,
         dedup=args.dedup, dedup_threshold=args.dedup_threshold, overwrite=args.overwrite, encoder_options=options,
+        montage=args.montage,
     )  # fmt: skip
 
 
@@ -597,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"share of pixels that may change in a held frame (default {HOLD_THRESHOLD})")  # fmt: skip
     video.add_argument("--sc-threshold", type=_unit_interval, default=SCENE_THRESHOLD,
                        help=f"scene-cut threshold, mean luma difference (default {SCENE_THRESHOLD})")  # fmt: skip
+    video.add_argument("--montage", action="store_true",
+                       help="write the source and the result side by side (stacked for tall video) at the output "
+                            "rate, to see what interpolation did")  # fmt: skip
     enc = video.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
     enc.add_argument("--crf", type=int, help="quality for x264/x265 (0-51), vp9/svt-av1 (0-63) (default 18)")
