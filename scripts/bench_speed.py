@@ -48,6 +48,12 @@ polled from /proc every 20 ms; its rusage would include this process's RSS at fo
 CPU use: process CPU time over wall time x torch threads, and the cores kept busy by other processes
 (from /proc/stat) during each group. On the CPU a group where those take half a core or more, or where
 this process got under 75% of its threads' time, is flagged as contended. Nothing is asserted.
+FLOPs: every run also counts the floating-point operations of one interpolated 1280x720 frame (padded as
+the engine pads it) of each benchmarked model and of one release per architecture family, every IFRNet size
+included (``FLOPS_MODELS``), with ``torch.utils.flop_counter`` on random weights (``benchlib.flops_per_frame``
+says what is counted); ``--flops-only`` does only that, for ``--models`` or those releases, no weights needed.
+IFRNet releases are timed like the RIFE ones where their weights are present (imported), at scale 1 only.
+
 Results: ``--json`` (machine description and one record per measurement); a Markdown table to stdout (or
 ``--markdown``); progress to stderr.
 """
@@ -78,7 +84,7 @@ from vsrife.engine import Batcher, Frame, Interpolator, default_dtype, parse_dev
 from vsrife.video import frames_of
 from vsrife.weights import fetch_sample
 
-from benchlib import machine_info, write_results
+from benchlib import flops_per_frame, machine_info, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTIONS = {"540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
@@ -88,6 +94,8 @@ SAMPLE = "bigbuckbunny"
 TIMESTEP = 0.5
 CONTENDED_USE, CONTENDED_OTHERS = 0.75, 0.5
 PAYS_OFF = 1.05  # compiled / eager speed above which compiling is said to pay off
+# one release of each architecture family (every IFRNet size), whose FLOPs per 720p frame every run states
+FLOPS_MODELS = ("4.0", "4.4", "4.6", "4.17", "4.25", "ifnet_m", "ifrnet_s", "ifrnet", "ifrnet_l")
 
 
 def log(message: str) -> None:
@@ -436,6 +444,23 @@ def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def flops_table(rows: list[dict]) -> list[str]:
+    """The FLOPs records as a Markdown table."""
+    out = ["| model | family | GFLOPs per 720p frame | parameters (M) | padded to |", "|---|---|---:|---:|---|"]
+    for r in rows:
+        out.append(f"| {r['model']} | {r['family']} | {r['gflops']:.1f} | {r['params_m']:.2f} | "
+                   f"{r['padded'][0]}x{r['padded'][1]} |")  # fmt: skip
+    return out
+
+
+def count_flops(models: list[str]) -> list[dict]:
+    rows = []
+    for model in models:
+        log(f"{model}: counting FLOPs of one 720p frame")
+        rows.append(flops_per_frame(model))
+    return rows
+
+
 def markdown(result: dict) -> str:
     m, cfg = result["machine"], result["config"]
     lines = [
@@ -472,6 +497,8 @@ def markdown(result: dict) -> str:
             notes.append(f"{r['model']} {r['resolution']} {r['device']} {r['precision']} {r['path']}: "
                          f"{r['output_fps']:.1f} output frames/s of the 2x clip (source frames included, as "
                          f"published figures count them), {r['interpolations_per_s']:.1f} interpolations/s.")  # fmt: skip
+    if result.get("flops"):
+        lines += ["", *flops_table(result["flops"])]
     if result["contended"]:
         notes.append("**Other processes competed for the CPU in at least one group (see CPU use / others): "
                      "those timings are not representative.**")  # fmt: skip
@@ -500,6 +527,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--json", type=Path, default=REPO / "bench-results" / "speed.json", help="JSON results file")
     p.add_argument("--markdown", type=Path, help="write the Markdown table here instead of stdout")
+    p.add_argument("--flops-only", action="store_true",
+                   help="only count the FLOPs per 720p frame of --models (default: one release per family)")
     p.add_argument("--quick", action="store_true",
                    help="smallest useful run: first available model, 540p, 2 timed calls, 1 warm-up, "
                    "4-frame clip")  # fmt: skip
@@ -547,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     notes: list[str] = []
     wanted = [s.strip() for s in args.models.split(",")] if args.models else list(vsrife.release_names())
+    if args.flops_only:  # no weights needed: the count does not depend on them
+        flops = count_flops(wanted if args.models else list(FLOPS_MODELS))
+        result = {"machine": machine_info([]), "flops": flops}
+        write_results(result, args.json, "\n".join(flops_table(flops)) + "\n", args.markdown or None)
+        return 0
     models, skipped = available_models(wanted, notes)
     if skipped:
         log(f"{len(skipped)} of {len(wanted)} models skipped (no weights here): {', '.join(skipped)}")
@@ -606,13 +640,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="vsrife-bench-") as tmp:
         for model in models:
+            scale = args.scales[0] if vsrife.get_release(model).flow_scale else 1.0  # IFRNet: no flow scale
             for dev in devices:
-                log(f"{model} {three_res} {dev} scale {args.scales[0]:g}: engine / filter / cli on a "
+                log(f"{model} {three_res} {dev} scale {scale:g}: engine / filter / cli on a "
                     f"{args.clip_frames}-frame clip, {NAMES[default_dtype(dev)]}")  # fmt: skip
-                group = three_ways(model, dev, args.scales[0], three_res, args, threads, Path(tmp))
+                group = three_ways(model, dev, scale, three_res, args, threads, Path(tmp))
                 base = next((r.get("median_s") for r in records if r["path"] == "baseline" and r["model"] == model
                              and r["resolution"] == three_res and r["device"] == str(dev)
-                             and r["scale"] == args.scales[0]), None)  # fmt: skip
+                             and r["scale"] == scale), None)  # fmt: skip
                 for rec in group:
                     rec["ratio_to_baseline"] = base / rec["median_s"] if base and "median_s" in rec else None
                 records += group
@@ -632,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
                    "three_ways_resolution": three_res, "compile": args.compile, "compile_mode": args.compile_mode,
                    "sample": SAMPLE, "timestep": TIMESTEP, "quick": args.quick},  # fmt: skip
         "records": records,
+        "flops": count_flops(list(dict.fromkeys([*models, *FLOPS_MODELS]))),
         "compile": compile_notes,
         "contended": contended,
         "notes": notes,

@@ -62,3 +62,31 @@ def write_results(result: dict, json_path: Path, markdown: str, markdown_path: P
         print(f"wrote {markdown_path}", file=sys.stderr)
     else:
         sys.stdout.write(markdown)
+
+
+def flops_per_frame(model: str, width: int = 1280, height: int = 720) -> dict:
+    """Floating-point operations of one interpolated frame of ``model`` at ``width`` x ``height``, counted
+    by ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of its network (random weights:
+    the count does not depend on them) with frames padded as the engine pads them; 2 per multiply-add, as
+    torch counts, for convolutions, transposed convolutions and matrix products (warps, resizes and
+    activations are not counted). RIFE 4.0/4.1 run their data-dependent coarser re-run of large motion only
+    on some pairs; it is left out (the training forward, ``trace``, is the same pass without it)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vsrife.catalogue import get_release
+    from vsrife.networks import build_network
+
+    release = get_release(model)
+    net = build_network(release)
+    multiple = release.padding_multiple(1.0)
+    padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+    gen = torch.Generator().manual_seed(0)
+    img0, img1 = (torch.rand(1, 3, *padded, generator=gen) for _ in range(2))
+    t = torch.full((1, 1, 1, 1), 0.5)
+    run = net.trace if hasattr(net, "trace") else net
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        run(img0, img1, t)
+    return {"model": model, "family": release.family, "width": width, "height": height,
+            "padded": [padded[1], padded[0]], "gflops": counter.get_total_flops() / 1e9,
+            "params_m": sum(p.numel() for p in net.parameters()) / 1e6}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Reproduce README.md's results sections from scratch: quality, speed, held frames, then the report.
+"""Reproduce README.md's results sections from scratch: quality, speed, FLOPs, held frames, then the report.
 
     python scripts/reproduce_results.py [--quick] [-- extra arguments for bench_quality.py]
 
@@ -27,6 +27,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     run("bench_quality.py", *extra)
     run("bench_speed.py", *(["--quick"] if quick else []))
+    run("bench_speed.py", "--flops-only", "--json", str(HERE.parent / "bench-results" / "flops.json"))
     run("bench_dedup.py")
     run("bench_contention.py")
     run("report.py")

@@ -8,20 +8,24 @@ UPSTREAM_NAMES = (
     "4.25.heavy 4.26 4.26.heavy"
 ).split()
 NO_TTA = {"4.21", "4.22", "4.22.lite", "4.23", "4.25", "4.25.lite", "4.25.heavy", "4.26", "4.26.heavy"}
+IFRNET_NAMES = ["ifrnet", "ifrnet_l", "ifrnet_s", "ifrnet_gopro", "ifrnet_l_gopro", "ifrnet_s_gopro"]
 
 
-def test_every_upstream_name_and_ifnet_m():
-    assert sorted(release_names()) == sorted(UPSTREAM_NAMES + ["ifnet_m"])
+def test_every_upstream_name_ifnet_m_and_ifrnet():
+    assert sorted(release_names()) == sorted(UPSTREAM_NAMES + ["ifnet_m"] + IFRNET_NAMES)
 
 
 @pytest.mark.parametrize("name", release_names())
 def test_release_row_is_consistent(name):
     r = get_release(name)
-    assert r.tta == (name not in NO_TTA)
+    assert r.tta == (name not in NO_TTA and r.family != "ifrnet")
+    assert r.flow_scale == (r.family != "ifrnet")
     assert len(r.widths) == len(r.scales)
-    assert r.modulo in (32, 64, 128)
-    # the padded size must divide exactly through the coarsest block (scale ÷ 4 in its first convs)
-    assert r.padding_multiple(1.0) % (4 * r.scales[0]) == 0
+    assert r.modulo in (16, 32, 64, 128)
+    if r.family == "ifrnet":  # the padded size must divide through the encoder's coarsest level (stride 16)
+        assert r.padding_multiple(1.0) % r.scales[-1] == 0 and r.side > 0
+    else:  # the padded size must divide exactly through the coarsest block (scale ÷ 4 in its first convs)
+        assert r.padding_multiple(1.0) % (4 * r.scales[0]) == 0
     for source in r.sources:
         assert (source.url is None) != (source.wheel is None)
         assert source.sha256 is None or len(source.sha256) == 64
@@ -72,7 +76,7 @@ PUBLISHED = {
 @pytest.mark.parametrize("name", release_names())
 def test_published_hashes_are_pinned_on_the_github_sources(name):
     github = [s for s in get_release(name).sources if s.url and s.url.startswith("https://github.com/HolyWu/")]
-    if name == "ifnet_m":
+    if get_release(name).family in ("ifnet_m", "ifrnet"):  # published elsewhere (Google Drive, Dropbox)
         assert not github
         return
     [source] = github

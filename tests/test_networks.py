@@ -35,7 +35,9 @@ def test_state_dict_round_trip(name, prefix):
         assert torch.equal(v, state[k]), k
 
 
-@pytest.mark.parametrize("name", NAMES)
+# IFRNet's upstream files hold the network alone: it drops nothing (tests/test_ifrnet.py refuses a RIFE
+# teacher key in one)
+@pytest.mark.parametrize("name", [n for n in NAMES if get_release(n).family != "ifrnet"])
 def test_training_only_tensors_are_dropped(name):
     release = get_release(name)
     state = {"module." + k: v for k, v in random_state(name).items()}

@@ -20,7 +20,7 @@ __all__ = [
     "samples",
 ]
 
-FAMILIES = ("4.0", "4.2", "4.5", "4.7", "4.21", "ifnet_m")
+FAMILIES = ("4.0", "4.2", "4.5", "4.7", "4.21", "ifnet_m", "ifrnet")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,13 @@ class EncoderSpec:
 
 @dataclass(frozen=True)
 class ReleaseInfo:
-    """One network release: its architecture parameters and the sources of its weights."""
+    """One network release: its architecture parameters and the sources of its weights.
+
+    For the RIFE families ``widths`` are the flow blocks' widths and ``scales`` the resolutions they work
+    at (1/scale); for IFRNet ``widths`` are the channels of the encoder's four pyramid levels and
+    ``scales`` their strides, ``side`` the channels of the side path in each decoder's residual block and
+    ``stem_kernel`` the first convolution's kernel (7 in IFRNet-L, else 3).
+    """
 
     name: str
     family: str
@@ -77,10 +83,26 @@ class ReleaseInfo:
     tta: bool
     sources: tuple[WeightSource, ...]
     note: str = ""
+    flow_scale: bool = True  # the ``scale`` option applies (the RIFE families)
+    side: int = 0
+    stem_kernel: int = 3
 
     def padding_multiple(self, scale: float) -> int:
         """Frame sides are padded to a multiple of this for the given ``scale``."""
         return max(self.modulo, int(self.modulo / scale))
+
+    def check_options(self, scale: float, tta: bool) -> None:
+        """ValueError, naming this model, where ``scale`` or ``tta`` has no meaning for its architecture."""
+        rife = self.family != "ifrnet"
+        if tta and not self.tta:
+            if rife:
+                raise ValueError(f"model {self.name} has no tta (ensemble) path; use tta=False or a model up to 4.20")
+            raise ValueError(f"model {self.name} has no tta: test-time augmentation is an option of the RIFE "
+                             "models only; use tta=False")  # fmt: skip
+        if scale != 1 and not self.flow_scale:
+            raise ValueError(f"model {self.name} takes no scale: scale sets the resolution of RIFE's flow "
+                             f"blocks, and {self.name} estimates its flows through its own feature pyramid; "
+                             "use scale=1")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,9 @@ def releases() -> dict[str, ReleaseInfo]:
             tta=row["tta"],
             sources=tuple(_source(s) for s in row["sources"]),
             note=row.get("note", ""),
+            flow_scale=row.get("flow_scale", True),
+            side=row.get("side", 0),
+            stem_kernel=row.get("stem_kernel", 3),
         )
     return table
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __name__ as _package
-from .catalogue import release_names, releases
+from .catalogue import get_release, release_names, releases
 from .timing import HOLD_THRESHOLD, SCENE_THRESHOLD, as_fraction, output_count
 from .weights import (
     WeightsError,
@@ -69,12 +69,12 @@ def _human(size: int | None) -> str:
 
 def models_list(args: argparse.Namespace) -> int:
     print(f"cache: {model_dir()}")
-    print(f"{'model':<12} {'family':<8} {'tta':<4} {'pad':>4}  {'cached':<10} source")
+    print(f"{'model':<15} {'family':<8} {'tta':<4} {'pad':>4}  {'cached':<10} source")
     for r in releases().values():
         path = cached_weights(r.name)
         cached = _human(path.stat().st_size) if path else "-"
         source = r.sources[0].describe() if r.sources else "import by hand (see note)"
-        print(f"{r.name:<12} {r.family:<8} {'yes' if r.tta else 'no':<4} {r.modulo:>4}  {cached:<10} {source}")
+        print(f"{r.name:<15} {r.family:<8} {'yes' if r.tta else 'no':<4} {r.modulo:>4}  {cached:<10} {source}")
     return 0
 
 
@@ -138,6 +138,15 @@ def _interpolator(args: argparse.Namespace):
         raise CommandError(str(e)) from e
 
 
+def check_engine_options(args: argparse.Namespace) -> None:
+    """The model name, and --scale and --tta against its architecture, checked before any file is touched
+    (also for --cluster, whose workers load the model); CommandError says what to do instead."""
+    try:
+        get_release(args.model).check_options(args.scale, args.tta)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+
+
 def load_interpolator(args: argparse.Namespace):
     """The model that `vsrife video` and `vsrife images` load from their options; CommandError says why not."""
     return _interpolator(args)
@@ -190,6 +199,7 @@ def _video_job(args: argparse.Namespace, multi: Fraction | None, fps: Fraction |
         multi=multi, fps=fps, codec=args.codec, crf=18 if args.crf is None else args.crf, preset=args.preset,
         pix_fmt=args.pix_fmt, scene_detection=not args.no_sc, scene_threshold=args.sc_threshold,
         dedup=args.dedup, dedup_threshold=args.dedup_threshold, overwrite=args.overwrite, encoder_options=options,
+        montage=args.montage,
     )  # fmt: skip
 
 
@@ -291,6 +301,7 @@ def prepare_video(args: argparse.Namespace, source: Path, output: Path):
 def run_video(args: argparse.Namespace) -> int:
     from .video import VideoError, interpolate_video
 
+    check_engine_options(args)
     multi, fps = _multi(args)
     job = _video_job(args, multi, fps)
     tasks, batch = _video_tasks(args)
@@ -425,6 +436,7 @@ def _write_image(tensor, path: Path) -> None:
 def run_images(args: argparse.Namespace) -> int:
     import torch
 
+    check_engine_options(args)
     steps = 2**args.exp if args.multi is None else args.multi
     if steps < 2:
         raise CommandError("--multi must be at least 2 (or --exp at least 1)")
@@ -591,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"share of pixels that may change in a held frame (default {HOLD_THRESHOLD})")  # fmt: skip
     video.add_argument("--sc-threshold", type=_unit_interval, default=SCENE_THRESHOLD,
                        help=f"scene-cut threshold, mean luma difference (default {SCENE_THRESHOLD})")  # fmt: skip
+    video.add_argument("--montage", action="store_true",
+                       help="write the source and the result side by side (stacked for tall video) at the output "
+                            "rate, to see what interpolation did")  # fmt: skip
     enc = video.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
     enc.add_argument("--crf", type=int, help="quality for x264/x265 (0-51), vp9/svt-av1 (0-63) (default 18)")

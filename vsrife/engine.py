@@ -127,17 +127,19 @@ def _shared_network(release: ReleaseInfo, path: os.PathLike[str], device: torch.
 
 
 class Interpolator:
-    """Frame interpolation with one RIFE network.
+    """Frame interpolation with one network: a RIFE release, IFNet_m or IFRNet.
 
     Args:
-        model: release name from the catalogue (``vsrife.release_names()``), e.g. ``"4.25"`` or ``"ifnet_m"``.
+        model: release name from the catalogue (``vsrife.release_names()``), e.g. ``"4.25"``, ``"ifnet_m"`` or
+            ``"ifrnet"``.
         weights: a ``.pkl``/``.pth``/``.safetensors`` file to use instead of the cached catalogue weights.
         device: torch device; default CUDA, else another available accelerator, else CPU.
         dtype: precision of the convolutions; default float16 on GPU, bfloat16 on a CPU with native bf16
             instructions, else float32. Flows, warps and blending always run in float32.
         scale: flow resolution factor, one of 0.25, 0.5, 1, 2, 4 (0.5 suits 4K; 2 suits small or
-            detailed frames). Default 1.
-        tta: test-time augmentation (upstream "ensemble"): twice the work for slightly steadier flows.
+            detailed frames). Default 1. RIFE only: IFRNet refuses any other than 1.
+        tta: test-time augmentation (upstream "ensemble"): twice the work for slightly steadier flows; RIFE
+            4.0-4.20 and ifnet_m only.
         auto_download: fetch missing catalogue weights into the cache (default True).
         channels_last: NHWC convolutions (default True, faster on CPU and on tensor cores).
         compile: run the network through ``torch.compile`` (opt-in): ``True`` for its default mode, or a
@@ -168,8 +170,7 @@ class Interpolator:
         self.release = get_release(model)
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, not {scale!r}")
-        if tta and not self.release.tta:
-            raise ValueError(f"model {self.release.name} has no tta (ensemble) path; use tta=False or a model up to 4.20")
+        self.release.check_options(scale, tta)  # tta or a flow scale where the architecture has none
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, not {dtype!r}")
         self.device = resolve_device(parse_device(device))  # the network and the frames stay on one device
@@ -245,7 +246,7 @@ class Interpolator:
             if f0 is not None:
                 f0, f1 = f0.expand(batch, -1, -1, -1), f1.expand(batch, -1, -1, -1)
         times = t.view(-1, 1, 1, 1).expand(batch, 1, 1, 1)
-        out = self._forward(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta)
+        out = self._forward(x0, x1, times, f0, f1, scale=self.scale, ensemble=self.tta, size=(a.height, a.width))
         return out[:, :, : a.height, : a.width]
 
 

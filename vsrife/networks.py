@@ -1,9 +1,10 @@
-"""The RIFE networks: five configurable 4.x families and the paper's IFNet_m.
+"""The networks: five configurable RIFE 4.x families, the paper's IFNet_m, and IFRNet (CVPR 2022).
 
 A network is built from a :class:`~vsrife.catalogue.ReleaseInfo`; attribute names follow the upstream
 checkpoints so that their state dicts load with ``strict=True``. All networks take padded N x 3 x H x W
 float32 frames in [0, 1] and the timestep as N x 1 x 1 x 1 (or a full N x 1 x H x W map), and return the
-frame at that time.
+frame at that time; ``size`` is the frames' size before padding (IFRNet normalises by the mean of the
+frames themselves, not of their padding; the RIFE networks do not need it).
 
 Precision: the convolutions run in whatever dtype the module was cast to (bfloat16 or float16 for speed),
 while flows, masks, warps and the final blend stay in float32. A flow is measured in pixels and may reach
@@ -29,6 +30,7 @@ __all__ = [
     "TRAINING_ONLY_PREFIXES",
     "IFNet",
     "IFNetM",
+    "IFRNet",
     "build_network",
     "clear_grid_cache",
     "warp",
@@ -63,6 +65,7 @@ TRAINING_ONLY_PREFIXES: dict[str, tuple[str, ...]] = {
     family: ("block_tea.", "teacher.", "caltime.", "contextnet.", "unet.") for family in TRAITS
 }
 TRAINING_ONLY_PREFIXES["ifnet_m"] = ("block_tea.", "teacher.")
+TRAINING_ONLY_PREFIXES["ifrnet"] = ()  # its losses hold no tensors: upstream files are the network alone
 
 
 def _conv(cin: int, cout: int, stride: int, prelu: bool) -> nn.Sequential:
@@ -276,6 +279,7 @@ class IFNet(_Network):
         feat1: Tensor | None = None,
         scale: float = 1.0,
         ensemble: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> Tensor:
         scales = [s / scale for s in self.scales]
         if self.has_encoder and feat0 is None:
@@ -466,6 +470,7 @@ class IFNetM(_Network):
         feat1: Tensor | None = None,
         scale: float = 1.0,
         ensemble: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> Tensor:
         out = self._once(img0, img1, timestep, scale)
         if ensemble:  # the paper's TTA: the same pair flipped both ways, averaged
@@ -481,7 +486,159 @@ class IFNetM(_Network):
         return self._once(img0, img1, timestep, 1.0, steps), steps
 
 
+# --- IFRNet ---------------------------------------------------------------------------------------------
+#
+# One encoder-decoder: a four-level feature pyramid of each frame (strides 2 to 16), then four decoders from
+# the coarsest level up. Each decoder refines both intermediate flows and an intermediate feature map
+# together; the first one sees the timestep as an extra input channel, so any time between the frames can
+# be asked for. The last decoder also gives the blend mask and a residual. The three sizes differ only in
+# widths (and the first kernel of the large one). Module names follow the upstream checkpoints:
+# ``encoder.pyramid{1..4}.{0,1}.{0: conv, 1: PReLU}`` and ``decoder{4..1}.convblock.{0: conv + PReLU,
+# 1: residual block, 2: transposed conv}``.
+
+
+def _conv_prelu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2), nn.PReLU(cout))
+
+
+class SideResidual(nn.Module):
+    """IFRNet's residual block: two full convolutions, each followed by one on the last ``side`` channels
+    alone, then a closing convolution added to the input."""
+
+    def __init__(self, channels: int, side: int) -> None:
+        super().__init__()
+        self.side = side
+        self.conv1 = _conv_prelu(channels, channels)
+        self.conv2 = _conv_prelu(side, side)
+        self.conv3 = _conv_prelu(channels, channels)
+        self.conv4 = _conv_prelu(side, side)
+        self.conv5 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.prelu = nn.PReLU(channels)
+
+    def _side(self, x: Tensor, conv: nn.Module) -> Tensor:
+        return torch.cat((x[:, : -self.side], conv(x[:, -self.side :])), 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self._side(self.conv1(x), self.conv2)
+        y = self._side(self.conv3(y), self.conv4)
+        return self.prelu(x + self.conv5(y))
+
+
+class PyramidEncoder(nn.Module):
+    """Four levels of features, each at half the size of the one before (strides 2, 4, 8, 16)."""
+
+    def __init__(self, widths: Sequence[int], stem_kernel: int) -> None:
+        super().__init__()
+        cin = 3
+        for level, width in enumerate(widths, 1):
+            kernel = stem_kernel if level == 1 else 3
+            self.add_module(f"pyramid{level}", nn.Sequential(_conv_prelu(cin, width, kernel, 2), _conv_prelu(width, width)))
+            cin = width
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        levels = []
+        for level in (self.pyramid1, self.pyramid2, self.pyramid3, self.pyramid4):
+            x = level(x)
+            levels.append(x)
+        return levels
+
+
+class FeatureDecoder(nn.Module):
+    """One decoder: its input through a convolution and a residual block, then doubled in size by a
+    transposed convolution into 4 flow channels and ``cout - 4`` feature (or mask and residual) channels."""
+
+    def __init__(self, cin: int, width: int, side: int, cout: int) -> None:
+        super().__init__()
+        self.convblock = nn.Sequential(_conv_prelu(cin, width), SideResidual(width, side), nn.ConvTranspose2d(width, cout, 4, 2, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.convblock(x)
+
+
+class IFRNet(_Network):
+    """IFRNet (Kong et al., CVPR 2022): the network of ``ltkong218/IFRNet`` at any of its three sizes.
+
+    Upstream's normalisation is kept exactly: both frames minus the mean of all their pixels and channels
+    (one value per pair, taken over the frames' own size, not their padding), added back after the blend.
+    The sides must be multiples of 16 (the coarsest level's stride); the engine pads them. There is no tta
+    and no flow scale (the catalogue says so, and the engine refuses them).
+    """
+
+    def __init__(self, release: ReleaseInfo) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = release.widths
+        side = release.side
+        self.encoder = PyramidEncoder(release.widths, release.stem_kernel)
+        self.decoder4 = FeatureDecoder(2 * c4 + 1, 2 * c4, side, 4 + c3)
+        self.decoder3 = FeatureDecoder(3 * c3 + 4, 3 * c3, side, 4 + c2)
+        self.decoder2 = FeatureDecoder(3 * c2 + 4, 3 * c2, side, 4 + c1)
+        self.decoder1 = FeatureDecoder(3 * c1 + 4, 3 * c1, side, release.block_outputs)
+        self.multiple = release.modulo
+
+    def _pyramid(self, image: Tensor) -> list[Tensor]:
+        weight = self.encoder.pyramid1[0][0].weight
+        return self.encoder(image.to(weight.dtype).contiguous(memory_format=self.memory_format))
+
+    def forward(
+        self,
+        img0: Tensor,
+        img1: Tensor,
+        timestep: Tensor,
+        feat0: Tensor | None = None,
+        feat1: Tensor | None = None,
+        scale: float = 1.0,
+        ensemble: bool = False,
+        size: tuple[int, int] | None = None,
+    ) -> Tensor:
+        if scale != 1 or ensemble:
+            raise ValueError("IFRNet has no flow scale and no tta; use scale=1 and ensemble=False")
+        n, _, height, width = img0.shape
+        if height % self.multiple or width % self.multiple:
+            raise ValueError(f"IFRNet needs sides that are multiples of {self.multiple}, not {width}x{height}")
+        h, w = size if size is not None else (height, width)
+        # A batch that repeats one pair (every timestep of a pair: the engine expands it) encodes it once.
+        repeated = n > 1 and img0.stride(0) == 0 and img1.stride(0) == 0
+        a, b = (img0[:1], img1[:1]) if repeated else (img0, img1)
+        mean = torch.cat((a[..., :h, :w], b[..., :h, :w]), 2).float().mean((1, 2, 3), keepdim=True)
+        a, b = a.float() - mean, b.float() - mean
+        pyramid0, pyramid1 = self._pyramid(a), self._pyramid(b)
+        if repeated:
+            a, b, mean = (t.expand(n, -1, -1, -1) for t in (a, b, mean))
+            pyramid0 = [f.expand(n, -1, -1, -1) for f in pyramid0]
+            pyramid1 = [f.expand(n, -1, -1, -1) for f in pyramid1]
+        return self._decode(a, b, mean, pyramid0, pyramid1, timestep)
+
+    def _decode(self, img0: Tensor, img1: Tensor, mean: Tensor, pyramid0: list[Tensor], pyramid1: list[Tensor],
+                timestep: Tensor) -> Tensor:  # fmt: skip
+        """The decoders from the coarsest level up; flows, mask, warps and blend in float32."""
+        fmt = self.memory_format
+        coarse0 = pyramid0[3]
+        dtype = coarse0.dtype
+        h, w = coarse0.shape[-2:]
+        t = timestep.expand(-1, -1, h, w) if timestep.shape[-2:] == (1, 1) else _resize_to(timestep, (h, w))
+        out = self.decoder4(torch.cat((coarse0, pyramid1[3], t.to(dtype)), 1).contiguous(memory_format=fmt))
+        flow0, flow1 = out[:, 0:2].float(), out[:, 2:4].float()
+        for decoder, level in ((self.decoder3, 2), (self.decoder2, 1), (self.decoder1, 0)):
+            warped0 = warp(pyramid0[level], flow0).to(dtype)
+            warped1 = warp(pyramid1[level], flow1).to(dtype)
+            x = torch.cat((out[:, 4:], warped0, warped1, flow0.to(dtype), flow1.to(dtype)), 1)
+            out = decoder(x.contiguous(memory_format=fmt))
+            flow0 = out[:, 0:2].float() + 2 * _resize(flow0, 2)
+            flow1 = out[:, 2:4].float() + 2 * _resize(flow1, 2)
+        mask = torch.sigmoid(out[:, 4:5].float())
+        residual = out[:, 5:8].float()
+        merged = mask * warp(img0, flow0) + (1 - mask) * warp(img1, flow1) + mean
+        return torch.clamp(merged + residual, 0, 1)
+
+
+def _resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
+
+
+_ARCHITECTURES: dict[str, type[_Network]] = {"ifnet_m": IFNetM, "ifrnet": IFRNet}
+
+
 def build_network(release: ReleaseInfo) -> _Network:
     """An untrained network of ``release``'s architecture, in float32 on the CPU, in eval mode."""
-    net = IFNetM(release) if release.family == "ifnet_m" else IFNet(release)
+    net = _ARCHITECTURES.get(release.family, IFNet)(release)
     return net.eval().requires_grad_(False)

@@ -272,6 +272,9 @@ def check_settings(s: TrainSettings) -> ReleaseInfo:
         release = get_release(s.model)
     except ValueError as e:
         raise TrainError(str(e)) from None
+    if release.family == "ifrnet":
+        raise TrainError(f"model {release.name} is an IFRNet: vsrife train fine-tunes the RIFE models (4.x and "
+                         "ifnet_m) with RIFE's distillation only; train IFRNet with its authors' scripts")  # fmt: skip
     positive = {"steps": s.steps, "batch_size": s.batch_size, "crop": s.crop, "eval_every": s.eval_every,
                 "log_every": s.log_every, "eval_limit": s.eval_limit, "keep_checkpoints": s.keep_checkpoints}  # fmt: skip
     for name, value in positive.items():

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .engine import Batcher, Interpolator
 from .files import temporary_beside
@@ -61,6 +62,8 @@ __all__ = [
     "interpolate_video",
     "iter_frames",
     "join_chunks",
+    "montage",
+    "montage_size",
     "probe",
 ]
 
@@ -106,6 +109,7 @@ class VideoJob:
     scene_threshold: float = SCENE_THRESHOLD
     dedup: bool = False  # held drawings of animation: place slots on the motion between distinct drawings
     dedup_threshold: float = HOLD_THRESHOLD
+    montage: bool = False  # each output frame beside the source frame of its time (see montage_size)
     overwrite: bool = False
     progress: bool = True
     encoder_options: dict[str, str] = field(default_factory=dict)
@@ -349,7 +353,8 @@ def index_source(source: str | os.PathLike[str], job: VideoJob) -> SourceIndex:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
         tb = Fraction(vin.time_base)
-        size = {"width": max(8, plan.width // 4), "height": max(8, plan.height // 4)}
+        cc = vin.codec_context  # the source's size (the plan's is the output's, a montage's twice as large)
+        size = {"width": max(8, cc.width // 4), "height": max(8, cc.height // 4)}
         pts, times, keys, cuts = [], [], [], []
         regular, first, previous, last = True, None, None, None
         try:
@@ -537,7 +542,7 @@ class _Plan:
     source_rate: Fraction  # the source's average rate: the grid its timestamps are snapped to
     rate: Fraction  # output frame rate
     start: int  # timestamp of output frame 0, in 1 / rate
-    width: int
+    width: int  # the output's (a montage is larger than the source)
     height: int
     pix_fmt: str  # what the encoder is given
     options: dict[str, str]  # the encoder's
@@ -604,13 +609,14 @@ def _plan(av, inp, job: VideoJob) -> _Plan:
     rate = src_rate * multi
     colour = _colour(vin)
     cc = vin.codec_context
+    width, height = montage_size(cc.width, cc.height)[:2] if job.montage else (cc.width, cc.height)
     return _Plan(
         multi=multi,
         source_rate=src_rate,
         rate=rate,
         start=round(vin.start_time * vin.time_base * rate) if vin.start_time else 0,
-        width=cc.width,
-        height=cc.height,
+        width=width,
+        height=height,
         pix_fmt=_out_pix_fmt(av, job.codec, cc.pix_fmt, job.pix_fmt),
         options=options,
         colour=colour,
@@ -817,6 +823,26 @@ class _RGB:
         return frame.reformat(format=self._pix_fmt, dst_colorspace=self._matrix, dst_color_range=self._range)
 
 
+def montage_size(width: int, height: int) -> tuple[int, int, bool]:
+    """The size of a ``--montage`` frame for a ``width`` x ``height`` source, and whether the two pictures
+    sit side by side: they do, in twice the width, unless the video is tall (height above width), where
+    they are stacked in twice the height. An odd side is made even (one edge row or column repeated), so
+    that every encoder takes it, subsampled chroma included."""
+    beside = height <= width
+    w, h = (2 * width, height) if beside else (width, 2 * height)
+    return w + w % 2, h + h % 2, beside
+
+
+def montage(source: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    """The source picture (left, or top for tall video) and the result (right, or bottom), both 1 x 3 x H x
+    W, as one picture of :func:`montage_size`."""
+    height, width = source.shape[-2:]
+    w, h, beside = montage_size(width, height)
+    joined = torch.cat((source, result.to(source.device, source.dtype)), 3 if beside else 2)
+    extra_w, extra_h = w - joined.shape[3], h - joined.shape[2]
+    return F.pad(joined, (0, extra_w, 0, extra_h), mode="replicate") if extra_w or extra_h else joined
+
+
 @dataclass(frozen=True)
 class _Placed:
     source_frames: int
@@ -837,14 +863,18 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
 
     With a ``chunk``, ``frames`` yields the frames it is fed (from ``chunk.feed[0]`` on) and only its
     output frames are made, numbered as in the whole video; the counts are of its own source frames.
+
+    With ``job.montage`` every output frame goes out beside the source frame at or before its slot's time
+    (:func:`montage`), passed-through frames too.
     """
     lo, hi = chunk.feed if chunk else (0, None)
     planner = SlotPlanner(plan.rate, cuts=job.scene_detection, holds=job.dedup, first_index=lo,
                           start=chunk.origin if chunk else None,
                           keep=(chunk.first, chunk.stop) if chunk else None)  # fmt: skip
     batcher = Batcher.for_device(it.device)
-    kept: dict[int, list] = {}  # index -> [decoded frame, future prepared Frame]
-    pending: deque[tuple[int, Any]] = deque()  # output frames in order: (k, decoded frame or future tensor)
+    kept: dict[int, list] = {}  # index -> [decoded frame, future prepared Frame, time, RGB for a montage]
+    # output frames in order: (k, decoded frame or (future tensor, row), RGB of the source beside it or None)
+    pending: deque[tuple[int, Any, torch.Tensor | None]] = deque()
     counts = {"interp": 0, "cuts": 0, "src": 0}
     first = chunk.origin if chunk else None
     last_time = None
@@ -856,8 +886,19 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
         """Hand the encoder every output frame that is ready, in order, waiting while more than ``keep``
         are in flight (so that decoding runs ahead of the device, but not without bound)."""
         while pending and (len(pending) > keep or not isinstance(pending[0][1], tuple) or pending[0][1][0].done()):
-            k, item = pending.popleft()
-            emit(rgb.to_frame(item[0].result()[item[1] : item[1] + 1]) if isinstance(item, tuple) else item, k)
+            k, item, beside = pending.popleft()
+            if isinstance(item, tuple):
+                item = item[0].result()[item[1] : item[1] + 1]
+            if beside is not None:
+                item = montage(beside, item)
+            emit(rgb.to_frame(item) if isinstance(item, torch.Tensor) else item, k)
+
+    def source_at(k: int) -> torch.Tensor | None:
+        """For a montage, the RGB of the source frame at or before slot k's time, else None."""
+        if not job.montage:
+            return None
+        time = planner.slot_time(k)
+        return kept[max(j for j, entry in kept.items() if entry[2] <= time)][3]
 
     def make(slots: list[tuple[int, FramePlan]]) -> None:
         """Queue the slots that became known together; the slots of one pair share one network call."""
@@ -869,10 +910,11 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
         rows = dict.fromkeys(times, 0)
         for k, slot in slots:
             if slot.source is not None:
-                pending.append((k, kept[slot.source][0]))
+                shown = kept[slot.source]
+                pending.append((k, shown[3] if job.montage else shown[0], source_at(k)))
                 continue
             pair = (slot.left, slot.right)
-            pending.append((k, (calls[pair], rows[pair])))
+            pending.append((k, (calls[pair], rows[pair]), source_at(k)))
             rows[pair] += 1
             counts["interp"] += 1
         drain(8)
@@ -900,7 +942,7 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
                 hold = job.dedup and not cut and hold_difference(previous[2], current[2]) < job.dedup_threshold
             mine = chunk is None or chunk.first <= j < chunk.stop
             counts["cuts"] += cut and mine
-            kept[j] = [frame, batcher.prepare(it, image)]
+            kept[j] = [frame, batcher.prepare(it, image), time, image if job.montage else None]
             make(list(planner.push(time, cut=cut, hold=hold, same=same)))
             for old in [i for i in kept if i < planner.oldest_needed]:
                 del kept[old]
@@ -919,7 +961,7 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
             make(list(planner.finish(_end_time(last_frame, last_time, first, lo + fed, plan.source_rate))))
         drain(0)
     finally:  # a job that stops early leaves nothing queued on the device
-        for item in [f[0] for _, f in pending if isinstance(f, tuple)] + [f for _, f in kept.values()]:
+        for item in [f[0] for _, f, _ in pending if isinstance(f, tuple)] + [entry[1] for entry in kept.values()]:
             item.cancel()
     return _Placed(counts["src"], counts["interp"], counts["cuts"])
 

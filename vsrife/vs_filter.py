@@ -268,11 +268,12 @@ def RIFE(  # noqa: N802 - the name users already type
             source frames pass through unconverted. Gray, variable format or size: refused.
         multi: frame-rate multiplier: an int >= 2 or a ``fractions.Fraction`` > 1 (``Fraction(5, 2)``
             turns 24 fps into 60); 1 with ``dedup``. Output frame k sits at source position k / multi.
-        scale: flow resolution factor, 0.25, 0.5, 1, 2 or 4 (0.5 suits 4K). Default 1.
+        scale: flow resolution factor, 0.25, 0.5, 1, 2 or 4 (0.5 suits 4K). Default 1. RIFE only (IFRNet: 1).
         fp16: reduced precision: half on GPU, bfloat16 on CPU. Implied by RGBH input. Default False
             (float32).
-        tta: test-time augmentation, about twice the work; not available for 4.21-4.23, 4.22.lite, 4.25+.
-        model: release name, e.g. "4.25", "4.22.lite", "ifnet_m" (``vsrife.release_names()``).
+        tta: test-time augmentation, about twice the work; not available for 4.21-4.23, 4.22.lite, 4.25+ and
+            IFRNet.
+        model: release name, e.g. "4.25", "4.22.lite", "ifnet_m", "ifrnet" (``vsrife.release_names()``).
         weights: a weights file (.pkl/.pth/.safetensors) instead of the cached catalogue weights.
         fps_num, fps_den: a target frame rate instead of ``multi`` (both or neither; needs a known rate).
         sc: scene-change handling: across a cut each new slot shows the nearer source frame instead of a
@@ -305,8 +306,10 @@ def RIFE(  # noqa: N802 - the name users already type
         raise _error(str(e)) from e
     if scale not in SCALES:
         raise _error(f"scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
-    if tta and not release.tta:
-        raise _error(f"model {release.name} has no tta path; use tta=False or a model up to 4.20")
+    try:
+        release.check_options(scale, tta)
+    except ValueError as e:
+        raise _error(str(e)) from e
     if not 0 <= sc_threshold <= 1:
         raise _error("sc_threshold must lie between 0 and 1")
     if not 0 <= dedup_threshold <= 1:
