@@ -81,7 +81,7 @@ from torch import Tensor
 
 import vsrife
 from vsrife.engine import Batcher, Frame, Interpolator, default_dtype, parse_device
-from vsrife.video import frames_of
+from vsrife.video import IN_FLIGHT, frames_of
 from vsrife.weights import fetch_sample
 
 from benchlib import flops_per_frame, machine_info, write_results
@@ -301,7 +301,7 @@ def engine_pass(it: Interpolator, frames: list[Tensor]) -> int:
     """The clip through the device's Batcher as ``vsrife video`` drives it: every frame and pair submitted
     without waiting, a bounded number in flight, each middle frame back on the host."""
     batcher = Batcher.for_device(it.device)
-    window = 2 * batcher.max_batch
+    window = IN_FLIGHT
     prepared = [batcher.prepare(it, frames[0])]
     in_flight = []
     for f in frames[1:]:

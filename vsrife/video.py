@@ -850,6 +850,9 @@ class _Placed:
     cuts: int
 
 
+IN_FLIGHT = 8  # output frames queued on the device worker ahead of the encoder
+
+
 def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rgb: _RGB,
                   chunk: Chunk | None = None) -> _Placed:  # fmt: skip
     """Decide and make every output frame through :class:`vsrife.timing.SlotPlanner`: slot k of the
@@ -917,7 +920,7 @@ def _place_frames(frames, emit, it: Interpolator, job: VideoJob, plan: _Plan, rg
             pending.append((k, (calls[pair], rows[pair]), source_at(k)))
             rows[pair] += 1
             counts["interp"] += 1
-        drain(8)
+        drain(IN_FLIGHT)
 
     try:
         for frame in frames:
