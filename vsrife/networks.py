@@ -107,6 +107,7 @@ class FlowBlock(nn.Module):
             self.lastconv = nn.ConvTranspose2d(width, outputs, 4, 2, 1)
             self.upscale = 2
         self.outer_residual = traits.outer_residual
+        self.outputs = outputs
 
     def forward(
         self, parts: Sequence[Tensor], flow: Tensor | None, scale: float, memory_format: torch.memory_format
@@ -129,10 +130,19 @@ class FlowBlock(nn.Module):
         out = self.convblock(feat)
         if self.outer_residual:
             out = out + feat
-        # Back to float32 before upsampling: the flow is multiplied by up to 64 below.
-        out = self.lastconv(out).float()
+        # Back to float32 before upsampling: the flow is multiplied by up to 64. The flow is scaled here, at
+        # the block's own resolution (upsampling is linear, so it is the same as scaling after it, on a
+        # fraction of the pixels), and the maps leave the convolutions' channels-last layout: upsampling
+        # and every full-size step after it run several times faster on plain NCHW planes.
+        out = self.lastconv(out).float().contiguous() * self._output_gain(scale, out.device)
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-        return out[:, :4] * (scale * self.upscale), out[:, 4:5], out[:, 5:]
+        return out[:, :4], out[:, 4:5], out[:, 5:]
+
+    def _output_gain(self, scale: float, device: torch.device) -> Tensor:
+        """1 x C x 1 x 1: the flow channels' factor (the block's scale times its upsampling), 1 elsewhere."""
+        gain = torch.ones(1, self.outputs, 1, 1, device=device)
+        gain[:, :4] = scale * self.upscale
+        return gain
 
 
 class Head(nn.Module):
@@ -199,8 +209,25 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
     return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def warp_pair(pair: Tensor, flow: Tensor) -> Tensor:
+    """Both halves of ``pair`` (N x 2C x H x W: frame 0's channels, then frame 1's) warped in one call,
+    the first by ``flow[:, :2]``, the second by ``flow[:, 2:4]``; N x 2C x H x W, in that order.
+
+    One sampling call over 2N images is about a third cheaper than two over N on the CPU, and the result
+    is already the concatenation that the next block reads."""
+    n, _, h, w = flow.shape
+    c = pair.shape[1] // 2
+    return warp(pair.reshape(2 * n, c, h, w), flow[:, :4].reshape(2 * n, 2, h, w)).view(n, 2 * c, h, w)
+
+
 def _swap(flow: Tensor) -> Tensor:
     return torch.cat((flow[:, 2:4], flow[:, :2]), 1)
+
+
+def _swap_halves(pair: Tensor) -> Tensor:
+    """N x 2C x H x W with its two halves exchanged (frame 1's channels first)."""
+    c = pair.shape[1] // 2
+    return torch.cat((pair[:, c:], pair[:, :c]), 1)
 
 
 class HostCopy:
@@ -316,20 +343,23 @@ class IFNet(_Network):
         the swapped pair (tta); ``may_restart`` allows the 4.0/4.1 large-motion restart. Where ``steps`` is
         a list, each block's (flow, mask logit) is appended to it (training)."""
         traits, fmt = self.traits, self.memory_format
-        feats = (feat0, feat1) if feat0 is not None else ()
-        flow, mask, carried = self.blocks[0]((img0, img1, *feats, timestep), None, scales[0], fmt)
+        images = torch.cat((img0, img1), 1)  # the pair side by side: each warp is then one call for both
+        feats = torch.cat((feat0, feat1), 1) if feat0 is not None else None
+        firsts = (images,) if feats is None else (images, feats)
+        flow, mask, carried = self.blocks[0]((*firsts, timestep), None, scales[0], fmt)
         if first_both_ways:
-            f, m, _ = self.blocks[0]((img1, img0, *feats[::-1], 1 - timestep), None, scales[0], fmt)
+            swapped = tuple(_swap_halves(t) for t in firsts)
+            f, m, _ = self.blocks[0]((*swapped, 1 - timestep), None, scales[0], fmt)
             flow, mask = (flow + _swap(f)) / 2, (mask - m) / 2
         if steps is not None:
             steps.append((flow, mask))
-        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        warped = warp_pair(images, flow)
         decision = None  # the 4.0/4.1 large-motion test, read on the host only after every block is queued
         for i in range(1, len(self.blocks)):
             block = self.blocks[i]
-            wfeats = (warp(feat0, flow[:, :2]), warp(feat1, flow[:, 2:4])) if feats else ()
+            wfeats = (warp_pair(feats, flow),) if feats is not None else ()
             extra = (carried,) if traits.pass_features else ()
-            delta, m, carried = block((warped0, warped1, *wfeats, timestep, mask, *extra), flow, scales[i], fmt)
+            delta, m, carried = block((warped, *wfeats, timestep, mask, *extra), flow, scales[i], fmt)
             if i == 1 and may_restart:
                 # Large motion: a pair whose block-1 update exceeds 32 px in both flows starts again from a
                 # coarser first block, with every later block coarser too (upstream 4.0/4.1). Each pair
@@ -340,16 +370,15 @@ class IFNet(_Network):
                 large = (delta[:, :2].abs().amax((1, 2, 3)) > 32) & (delta[:, 2:4].abs().amax((1, 2, 3)) > 32)
                 decision = HostCopy(large)
             if ensemble:
-                rx = (warped1, warped0, *wfeats[::-1], 1 - timestep, -mask)
+                rx = (_swap_halves(warped), *(_swap_halves(t) for t in wfeats), 1 - timestep, -mask)
                 d, mr, _ = block(rx, _swap(flow), scales[i], fmt)
                 delta, m = (delta + _swap(d)) / 2, (m - mr) / 2
             flow = flow + delta
             mask = mask + m if traits.accumulate_mask else m
             if steps is not None:
                 steps.append((flow, mask))
-            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-        weight = torch.sigmoid(mask)
-        out = warped0 * weight + warped1 * (1 - weight)
+            warped = warp_pair(images, flow)
+        out = torch.lerp(warped[:, 3:], warped[:, :3], torch.sigmoid(mask))  # w0 * weight + w1 * (1 - weight)
         rows = None if decision is None else decision.result()
         if rows is None or not rows.any():
             return out
@@ -438,18 +467,18 @@ class IFNetM(_Network):
     ) -> Tensor:
         fmt = self.memory_format
         scales = [s / scale for s in self.scales]
-        flow, mask, _ = self.block0((img0, img1, timestep), None, scales[0], fmt)
+        images = torch.cat((img0, img1), 1)
+        flow, mask, _ = self.block0((images, timestep), None, scales[0], fmt)
         if steps is not None:
             steps.append((flow, mask))
-        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        warped = warp_pair(images, flow)
         for block, s in ((self.block1, scales[1]), (self.block2, scales[2])):
-            delta, m, _ = block((img0, img1, timestep, warped0, warped1, mask), flow, s, fmt)
+            delta, m, _ = block((images, timestep, warped, mask), flow, s, fmt)
             flow, mask = flow + delta, mask + m
             if steps is not None:
                 steps.append((flow, mask))
-            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-        weight = torch.sigmoid(mask)
-        merged = warped0 * weight + warped1 * (1 - weight)
+            warped = warp_pair(images, flow)
+        merged = torch.lerp(warped[:, 3:], warped[:, :3], torch.sigmoid(mask))
         dtype = self.unet.conv.weight.dtype
 
         def low(t: Tensor) -> Tensor:
@@ -457,7 +486,7 @@ class IFNetM(_Network):
 
         c0 = self.contextnet(low(img0), flow[:, :2])
         c1 = self.contextnet(low(img1), flow[:, 2:4])
-        x = low(torch.cat((img0, img1, warped0, warped1, mask, flow), 1))
+        x = low(torch.cat((images, warped, mask, flow), 1))
         residual = self.unet(x, c0, c1).float() * 2 - 1
         return torch.clamp(merged + residual, 0, 1)
 
