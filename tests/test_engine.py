@@ -90,6 +90,17 @@ def test_defaults_on_this_machine():
         assert default_dtype(device) == torch.float16
 
 
+def test_a_limit_on_onednn_instructions_means_float32(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (a user's limit, or a run as a CPU without bf16) makes oneDNN emulate bf16
+    convolutions, slower than float32: the default follows the limit, whatever the CPU has."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    unlimited = default_dtype(torch.device("cpu"))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert default_dtype(torch.device("cpu")) == torch.float32
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert default_dtype(torch.device("cpu")) == unlimited
+
+
 def test_import_is_silent_and_side_effect_free():
     code = (
         "import os, sys; before = dict(os.environ); import vsrife; "

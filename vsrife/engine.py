@@ -37,7 +37,13 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+# oneDNN's instruction-set limits (ONEDNN_MAX_CPU_ISA) under which its bf16 convolutions are emulated
+_NO_BF16_ISAS = {"sse41", "avx", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"}
+
+
 def _cpu_has_native_bf16() -> bool:
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower() in _NO_BF16_ISAS:
+        return False  # the CPU has the instructions, but the convolutions were told not to use them
     cpu = torch.cpu
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, probe, lambda: False)() for probe in probes)
