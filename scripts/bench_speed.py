@@ -14,8 +14,9 @@ For every (model, resolution, device, scale) one group of paths runs interleaved
 C ...), so drift in the machine's speed hits them alike; the first ``--warmup`` calls of each are dropped
 and the next ``--repeats`` give the median and interquartile range of seconds per interpolated frame:
 
-* ``baseline``: the plain upstream-equivalent path, ``Interpolator(model, dtype=torch.float32,
-  channels_last=False)`` given raw host tensors on every call (a fresh pad per call). Every figure is also
+* ``baseline``: the plain upstream path: the upstream inference code's order of operations in fp32, NCHW
+  (``scripts/upstream_path.py``; vsrife's own network in fp32, NCHW for IFNet_m and IFRNet), given raw
+  host tensors on every call (a fresh pad per call). Every figure is also
   reported as its speed relative to this one (baseline s/frame / this s/frame; above 1 is faster).
 * ``stream``: ``Interpolator(model, dtype=<precision>)`` with channels-last convolutions, run as a stream:
   each source frame is prepared once, so one call is "prepare the next frame, interpolate the pair".
@@ -85,6 +86,7 @@ from vsrife.video import IN_FLIGHT, frames_of
 from vsrife.weights import fetch_sample
 
 from benchlib import flops_per_frame, machine_info, write_results
+from upstream_path import baseline
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTIONS = {"540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
@@ -236,7 +238,7 @@ class Runner:
 
 def build_runners(model: str, dev: torch.device, scale: float, precisions: list[str], compile_: bool,
                   mode: str) -> list[Runner]:  # fmt: skip
-    plain = Interpolator(model, device=dev, dtype=torch.float32, scale=scale, channels_last=False)
+    plain, _ = baseline(model, dev, scale)
     runners = [Runner("baseline", "fp32", False, plain)]
     for p in precisions:
         runners.append(Runner("stream", p, False, Interpolator(model, device=dev, dtype=PRECISIONS[p], scale=scale)))

@@ -40,6 +40,10 @@ def machine_info(devices: list[torch.device] | None = None) -> dict:
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "ram_gib": round(int(mem.split()[0]) / 2**20, 1) if mem else None,
         "cpu_native_bf16": default_dtype(torch.device("cpu")) == torch.bfloat16,
+        "cpu_flags": sorted(f for f in (_proc_field("/proc/cpuinfo", "flags") or "").split()
+                            if f.startswith(("avx", "amx")) or f == "fma"),  # fmt: skip
+        # a run that limits the instruction sets (as a CPU without bf16 would have) says so
+        "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ},
         "gpus": [torch.cuda.get_device_name(d) for d in (devices or []) if d.type == "cuda"],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
