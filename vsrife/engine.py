@@ -52,9 +52,10 @@ def _cpu_has_native_bf16() -> bool:
 def default_dtype(device: torch.device) -> torch.dtype:
     """float16 on a GPU; on the CPU bfloat16 where it has native bf16 instructions, else float32.
 
-    On this project's reference CPU (AVX512-BF16, no AMX) bfloat16 convolutions run 2.2x as fast as
-    float32 ones, a whole interpolation about 1.6x (scripts/bench_engine.py); without native instructions
-    they are emulated and slower than float32.
+    On this project's reference CPU (AVX512-BF16, no AMX) bfloat16 convolutions run 2x as fast as float32
+    ones, a whole interpolation about 2x the plain upstream fp32 path (scripts/bench_engine.py); without
+    native instructions (or under an ONEDNN_MAX_CPU_ISA limit below them) they are emulated and slower
+    than float32.
     """
     if device.type in _GPU_TYPES:
         return torch.float16
