@@ -107,7 +107,6 @@ class FlowBlock(nn.Module):
             self.lastconv = nn.ConvTranspose2d(width, outputs, 4, 2, 1)
             self.upscale = 2
         self.outer_residual = traits.outer_residual
-        self.outputs = outputs
 
     def forward(
         self, parts: Sequence[Tensor], flow: Tensor | None, scale: float, memory_format: torch.memory_format
@@ -134,15 +133,11 @@ class FlowBlock(nn.Module):
         # the block's own resolution (upsampling is linear, so it is the same as scaling after it, on a
         # fraction of the pixels), and the maps leave the convolutions' channels-last layout: upsampling
         # and every full-size step after it run several times faster on plain NCHW planes.
-        out = self.lastconv(out).float().contiguous() * self._output_gain(scale, out.device)
+        # (In place: no step before needs its own output for backward.)
+        out = self.lastconv(out).float().contiguous()
+        out[:, :4] *= scale * self.upscale
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
         return out[:, :4], out[:, 4:5], out[:, 5:]
-
-    def _output_gain(self, scale: float, device: torch.device) -> Tensor:
-        """1 x C x 1 x 1: the flow channels' factor (the block's scale times its upsampling), 1 elsewhere."""
-        gain = torch.ones(1, self.outputs, 1, 1, device=device)
-        gain[:, :4] = scale * self.upscale
-        return gain
 
 
 class Head(nn.Module):
