@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import queue
 import threading
@@ -113,6 +114,43 @@ class Frame:
 _models: dict[tuple, _Network] = {}
 _models_lock = threading.Lock()
 
+# glibc mallopt() parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_KEEP_BYTES = 1 << 30
+_host_memory_kept: bool | None = None  # None: not decided yet
+
+
+def keep_host_memory() -> bool:
+    """Let this process reuse the host memory that freed tensors leave, instead of returning it to the system.
+
+    On the CPU every full-size tensor of a frame is a fresh allocation of several MB. glibc serves those
+    with new memory maps, freed at once, so each frame pays a page fault for every 4 KiB it touches: about
+    35,000 faults and 50 ms of a 340 ms frame at 720p on this project's 2-core reference CPU, 200 ms of
+    840 ms at 1080p (scripts/bench_engine.py, the fault count in its JSON). Raising glibc's map and trim
+    thresholds and keeping one arena (so that the engine's worker thread shares the main heap) makes
+    later frames reuse the same pages: no faults after the first frame. The cost: freed memory stays with
+    the process, up to its peak use, until it exits (as with jemalloc or tcmalloc, which PyTorch's CPU
+    guides suggest loading instead).
+
+    Called when the first network is loaded for the CPU (never on import). Returns whether it took
+    effect: not where the C library is not glibc, and not where ``VSRIFE_HOST_MEMORY=system`` asks to
+    leave the allocator alone.
+    """
+    global _host_memory_kept
+    with _models_lock:
+        if _host_memory_kept is None:
+            _host_memory_kept = False
+            if os.environ.get("VSRIFE_HOST_MEMORY", "").lower() != "system":
+                try:
+                    mallopt = ctypes.CDLL(None).mallopt
+                except (AttributeError, OSError):  # not glibc (musl, macOS, Windows): nothing to tune
+                    mallopt = None
+                if mallopt is not None:
+                    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+                    _host_memory_kept = all(mallopt(option, value) == 1 for option, value in (
+                        (_M_MMAP_THRESHOLD, _KEEP_BYTES), (_M_TRIM_THRESHOLD, _KEEP_BYTES), (_M_ARENA_MAX, 1)))
+    return _host_memory_kept
+
 
 def clear_model_cache() -> None:
     """Forget every loaded network (they are shared process-wide otherwise) and the warp grids, freeing
@@ -125,6 +163,8 @@ def clear_model_cache() -> None:
 def _shared_network(release: ReleaseInfo, path: os.PathLike[str], device: torch.device, dtype: torch.dtype,
                     channels_last: bool) -> _Network:  # fmt: skip
     key = (release.name, weights_digest(path), str(resolve_device(device)), dtype, channels_last)
+    if device.type == "cpu":
+        keep_host_memory()
     with _models_lock:
         net = _models.get(key)
         if net is None:
