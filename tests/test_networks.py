@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 import vsrife
 from vsrife.catalogue import get_release, release_names
 from vsrife.engine import SCALES, clear_model_cache
-from vsrife.networks import build_network
+from vsrife.networks import _resize, build_network, sampled_step, warp_pair
 from vsrife.weights import WeightsError, normalise_state_dict
 
 NAMES = release_names()
@@ -181,3 +181,33 @@ def test_clear_model_cache_also_forgets_the_flow_grids():
     assert _base_grid.cache_info().maxsize is not None  # bounded: one grid per frame size and device
     clear_model_cache()
     assert _base_grid.cache_info().currsize == 0
+
+
+def test_a_warp_feeding_a_coarse_block_makes_only_the_pixels_the_block_reads():
+    """Reducing by 4, 8 or 16 reads 2 of every s rows and columns; warping only those and halving gives
+    exactly what warping everything and reducing gives (the blocks' inputs are built this way)."""
+    g = torch.Generator().manual_seed(5)
+    pair = torch.rand(2, 6, 64, 96, generator=g)
+    flow = torch.randn(2, 4, 64, 96, generator=g) * 6
+    for s in (4.0, 8.0, 16.0):
+        assert sampled_step(s, 64, 96) == int(s)
+        sampled = warp_pair(pair, flow, s)
+        assert sampled.shape == (2, 6, 2 * 64 // int(s), 2 * 96 // int(s))
+        assert torch.equal(_resize(sampled, 0.5), _resize(warp_pair(pair, flow), 1 / s))
+    # where every pixel is read (scale 1 or 2), or the map does not divide, the whole map is warped
+    for s, h, w in ((1.0, 64, 96), (2.0, 64, 96), (4.0, 66, 96), (0.5, 64, 96)):
+        assert sampled_step(s, h, w) is None
+    assert torch.equal(warp_pair(pair, flow, 2.0), warp_pair(pair, flow))
+
+
+def test_sampled_warps_carry_gradients_like_full_ones():
+    """Training runs the same sampled warps: the gradient reaching the flow is the full warp's."""
+    g = torch.Generator().manual_seed(6)
+    pair = torch.rand(1, 6, 32, 32, generator=g)
+    grads = []
+    for sampled in (True, False):
+        flow = (torch.randn(1, 4, 32, 32, generator=g.manual_seed(7)) * 3).requires_grad_()
+        out = _resize(warp_pair(pair, flow, 4.0), 0.5) if sampled else _resize(warp_pair(pair, flow), 0.25)
+        out.square().sum().backward()
+        grads.append(flow.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)

@@ -210,7 +210,7 @@ class Distillation(nn.Module):
         flow, mask = steps[-1]
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         parts = (img0, img1, timestep, warped0, warped1, mask, gt)
-        delta, m, _ = self.teacher(parts, flow, 1, self.student.memory_format)
+        delta, m, _ = self.teacher(parts, flow, 1)
         flow_t = flow + delta
         weight = torch.sigmoid(mask + m)
         teacher_out = warp(img0, flow_t[:, :2]) * weight + warp(img1, flow_t[:, 2:4]) * (1 - weight)
