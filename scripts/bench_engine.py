@@ -9,14 +9,20 @@ What it measures, in one process and on the same real frames (``bigbuckbunny``, 
 sample catalogue; fetched once into ``bench-results/samples/``):
 
 * **plain** path: the upstream inference code's order of operations in eager PyTorch, fp32, NCHW, given
-  raw tensors on every call, so each call pads both frames afresh (``scripts/upstream_path.py``; for
-  IFNet_m and IFRNet, which it does not cover, vsrife's own network in fp32, NCHW).
+  raw tensors on every call, so each call pads both frames afresh, to upstream's multiple of 128
+  (``scripts/upstream_path.py``; for IFNet_m and IFRNet, which it does not cover, vsrife's own network in
+  fp32, NCHW). It runs in a process of its own with the system's allocator, as upstream's script runs
+  (``PlainProcess``: the child times each call itself; the frames' trip through the pipe is not timed).
 * **default** path: ``Interpolator(model)`` with its default dtype and layout, run as a stream: each
   source frame is prepared once (``Interpolator.prepare``) and reused for the pairs on either side of
   it. A timed step is "prepare the next frame, interpolate the pair", i.e. the cost of one output
   frame in a stream; the first source frame is prepared before timing starts.
 * with ``--dtypes``, also the default path's calling convention with float32 + channels_last and with
-  the default dtype + contiguous layout, so the effects of precision and of layout can be told apart.
+  the default dtype + contiguous layout, so the effects of precision and of layout can be told apart, and
+  the plain path in this process ("plain, here"), where it shares the engine's allocator settings.
+
+Each row also gives the median page faults per call: the engine keeps freed host memory for reuse
+(``vsrife.engine.keep_host_memory``), so after its first frame it should take next to none.
 
 Calls alternate between the paths (A B A B ...) on the same frame pairs at t=0.5, so drift in the
 machine's speed hits every path alike; the first ``--warmup`` calls of each path are discarded. Each
@@ -59,7 +65,7 @@ from vsrife.video import frames_of
 from vsrife.weights import fetch_file
 
 from benchlib import machine_info, write_results
-from upstream_path import baseline
+from upstream_path import PlainProcess, baseline
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
@@ -115,8 +121,10 @@ class Runner:
     label: str
     interpolator: Interpolator
     stream: bool  # True: frames prepared once and reused; False: raw tensors on every call
+    note: str = ""  # what the path is, in words
     times: list[float] = field(default_factory=list)  # wall seconds per call
     cpu_times: list[float] = field(default_factory=list)  # process CPU seconds per call, all threads
+    faults: list[int] = field(default_factory=list)  # minor page faults per call
     _previous: Frame | None = None
 
     @property
@@ -125,8 +133,23 @@ class Runner:
 
     @property
     def layout(self) -> str:
-        fmt = self.interpolator.network.memory_format
-        return "channels_last" if fmt == torch.channels_last else "contiguous"
+        inner = getattr(self.interpolator, "network", self.interpolator)
+        return "channels_last" if inner.memory_format == torch.channels_last else "contiguous"
+
+    def measure(self, a: Tensor, b: Tensor, sync: Callable[[], None]) -> None:
+        """One timed step; a path in its own process reports the time its child measured."""
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.step(a, b)
+        sync()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+        if isinstance(self.interpolator, PlainProcess):
+            last = self.interpolator.last
+            wall, cpu, faults = last["wall"], last["cpu"], last["faults"]
+        self.times.append(wall)
+        self.cpu_times.append(cpu)
+        self.faults.append(faults)
 
     def start(self, first: Tensor) -> None:
         """Begin a stream at ``first`` (untimed); a no-op for the plain calling convention."""
@@ -150,10 +173,17 @@ def make_runners(args: argparse.Namespace, device: torch.device) -> list[Runner]
         return Interpolator(args.model, device=device, dtype=dtype, scale=args.scale, channels_last=channels_last)
 
     default = build(None, True)
-    plain, what = baseline(args.model, device, args.scale)
+    if args.plain_here:
+        plain, what = baseline(args.model, device, args.scale)
+    else:
+        plain = PlainProcess(args.model, device, args.scale)
+        what = plain.description
     log(f"plain path: {what}")
-    runners = [Runner("plain", "plain (upstream order)", plain, stream=False),
+    runners = [Runner("plain", "plain (upstream order)", plain, stream=False, note=what),
                Runner("default", "default (stream)", default, stream=True)]  # fmt: skip
+    if args.dtypes and not args.plain_here:
+        here, _ = baseline(args.model, device, args.scale)
+        runners.append(Runner("plain-here", "plain, here", here, stream=False))
     if args.dtypes:
         for dtype, channels_last in ((torch.float32, True), (default.dtype, False)):
             if (dtype, channels_last) == (default.dtype, True):
@@ -179,11 +209,7 @@ def time_runners(runners: Sequence[Runner], frames: Sequence[Tensor], calls: int
     sync()
     for j in range(calls):
         for runner in runners:
-            t0, c0 = time.perf_counter(), time.process_time()
-            runner.step(frames[j], frames[j + 1])
-            sync()
-            runner.times.append(time.perf_counter() - t0)
-            runner.cpu_times.append(time.process_time() - c0)
+            runner.measure(frames[j], frames[j + 1], sync)
         log(f"pair {j + 1}/{calls}: " + "  ".join(f"{p.key} {p.times[-1]:.3f}s" for p in runners))
 
 
@@ -226,12 +252,13 @@ def frame_drop_quality(plain: Runner, default: Runner, frames: Sequence[Tensor])
     }
 
 
-def summarise(times: Sequence[float], cpu_times: Sequence[float], threads: int) -> dict:
+def summarise(times: Sequence[float], cpu_times: Sequence[float], faults: Sequence[int], threads: int) -> dict:
     """Median, quartiles and spread of ``times``; ``cpu_use`` is CPU time / (wall time x threads)."""
     q25, median, q75 = (float(v) for v in np.percentile(times, [25, 50, 75]))
     cpu_use = statistics.median(c / (w * threads) for c, w in zip(cpu_times, times))
     return {"median_s": median, "q25_s": q25, "q75_s": q75, "iqr_s": q75 - q25, "mean_s": statistics.fmean(times),
-            "min_s": min(times), "max_s": max(times), "n": len(times), "cpu_use": cpu_use}  # fmt: skip
+            "min_s": min(times), "max_s": max(times), "n": len(times), "cpu_use": cpu_use,
+            "page_faults": statistics.median(faults)}  # fmt: skip
 
 
 # --- report -------------------------------------------------------------------------------------------
@@ -246,13 +273,15 @@ def markdown(result: dict) -> str:
         f"{m['cpu']}, {m['cores_available']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
         f"{m['date']}. {cfg['timed_calls']} timed calls per path after {cfg['warmup']} warm-up, interleaved.",
         "",
-        "| path | dtype | layout | median s/frame | IQR s | plain / this | CPU use |",
-        "|---|---|---|---:|---:|---:|---:|",
+        f"Plain path: {result['plain_path']}.",
+        "",
+        "| path | dtype | layout | median s/frame | IQR s | plain / this | CPU use | page faults/call |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["paths"]:
         s = row["stats"]
         lines.append(f"| {row['label']} | {row['dtype']} | {row['layout']} | {s['median_s']:.3f} | "
-                     f"{s['iqr_s']:.3f} | {row['speedup']:.2f}x | {s['cpu_use']:.0%} |")  # fmt: skip
+                     f"{s['iqr_s']:.3f} | {row['speedup']:.2f}x | {s['cpu_use']:.0%} | {s['page_faults']:.0f} |")  # fmt: skip
     sp = result["speedup"]
     lines += [
         "",
@@ -287,7 +316,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="discarded calls per path before timing (default 2)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--dtypes", action="store_true",
-                   help="add float32+channels_last and <default dtype>+contiguous rows (both streamed)")
+                   help="add float32+channels_last and <default dtype>+contiguous rows (both streamed), and the "
+                        "plain path run in this process")  # fmt: skip
+    p.add_argument("--plain-here", action="store_true",
+                   help="run the plain path in this process (with the engine's allocator settings), not its own")
     p.add_argument("--sample", default="bigbuckbunny", help="catalogue sample clip (default bigbuckbunny)")
     p.add_argument("--device", default=None, help="torch device (default: the engine's default)")
     p.add_argument("--samples-dir", type=Path, default=RESULTS / "samples", help="where the sample clip is kept")
@@ -329,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     timed = {p.key: p.times[args.warmup :] for p in runners}
     threads = torch.get_num_threads()
-    stats = {p.key: summarise(timed[p.key], p.cpu_times[args.warmup :], threads) for p in runners}
+    stats = {p.key: summarise(timed[p.key], p.cpu_times[args.warmup :], p.faults[args.warmup :], threads)
+             for p in runners}  # fmt: skip
     cpu_use = min(s["cpu_use"] for s in stats.values())
     contended = device.type == "cpu" and cpu_use < CONTENDED_BELOW
     if contended:
@@ -347,10 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "paths": [
             {"key": p.key, "label": p.label, "dtype": p.dtype, "layout": p.layout, "stream": p.stream,
              "stats": stats[p.key], "speedup": base / stats[p.key]["median_s"], "times_s": p.times,
-             "cpu_times_s": p.cpu_times,
+             "cpu_times_s": p.cpu_times, "page_faults": p.faults,
              "timed_from": args.warmup}  # fmt: skip
             for p in runners
         ],
+        "plain_path": plain.note,
         "contended": contended,
         "speedup": {"ratio_of_medians": ratio, "paired_median": statistics.median(paired),
                     "goal": goal, "goal_met": ratio >= goal},  # fmt: skip
@@ -358,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     }
 
+    if isinstance(plain.interpolator, PlainProcess):
+        plain.interpolator.close()
     write_results(result, args.json, markdown(result), args.markdown)
     return 0
 

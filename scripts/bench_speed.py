@@ -16,7 +16,9 @@ and the next ``--repeats`` give the median and interquartile range of seconds pe
 
 * ``baseline``: the plain upstream path: the upstream inference code's order of operations in fp32, NCHW
   (``scripts/upstream_path.py``; vsrife's own network in fp32, NCHW for IFNet_m and IFRNet), given raw
-  host tensors on every call (a fresh pad per call). Every figure is also
+  host tensors on every call (a fresh pad per call, to upstream's multiple of 128), in a process of its
+  own with the system's allocator as upstream's script runs (its child times each call; the frames' trip
+  through the pipe is not timed, and its RSS is the child's). Every figure is also
   reported as its speed relative to this one (baseline s/frame / this s/frame; above 1 is faster).
 * ``stream``: ``Interpolator(model, dtype=<precision>)`` with channels-last convolutions, run as a stream:
   each source frame is prepared once, so one call is "prepare the next frame, interpolate the pair".
@@ -86,7 +88,7 @@ from vsrife.video import IN_FLIGHT, frames_of
 from vsrife.weights import fetch_sample
 
 from benchlib import flops_per_frame, machine_info, write_results
-from upstream_path import baseline
+from upstream_path import PlainProcess
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTIONS = {"540p": (960, 540), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
@@ -227,10 +229,11 @@ class Runner:
     def start(self, first: Tensor) -> None:
         self.previous = self.it.prepare(first) if self.path == "stream" else None
 
-    def step(self, a: Tensor, b: Tensor) -> None:
+    def step(self, a: Tensor, b: Tensor) -> dict | None:
+        """One call; the baseline's child returns what it measured (wall, cpu, peak_rss_mib)."""
         if self.path == "baseline":
             self.it.interpolate(a, b, TIMESTEP)
-            return
+            return self.it.last
         nxt = self.it.prepare(b)
         self.it.interpolate(self.previous, nxt, TIMESTEP)
         self.previous = nxt
@@ -238,10 +241,9 @@ class Runner:
 
 def build_runners(model: str, dev: torch.device, scale: float, precisions: list[str], compile_: bool,
                   mode: str) -> list[Runner]:  # fmt: skip
-    plain, _ = baseline(model, dev, scale)
-    runners = [Runner("baseline", "fp32", False, plain)]
-    for p in precisions:
-        runners.append(Runner("stream", p, False, Interpolator(model, device=dev, dtype=PRECISIONS[p], scale=scale)))
+    runners = [Runner("stream", p, False, Interpolator(model, device=dev, dtype=PRECISIONS[p], scale=scale))
+               for p in precisions]  # fmt: skip
+    runners.insert(0, Runner("baseline", "fp32", False, PlainProcess(model, dev, scale)))
     if compile_:
         torch._dynamo.reset()
         for p in precisions:
@@ -262,7 +264,9 @@ def run_group(runners: list[Runner], frames: list[Tensor], warmup: int, repeats:
                     continue
                 try:
                     with Meter(dev) as m:
-                        r.step(frames[j], frames[j + 1])
+                        child = r.step(frames[j], frames[j + 1])
+                    if child is not None:  # measured in its own process
+                        m.wall, m.cpu, m.rss_mib = child["wall"], child["cpu"], child["peak_rss_mib"]
                 except Exception as e:  # noqa: BLE001 - a failing configuration is reported, not fatal
                     r.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                     log(f"  {r.precision} {r.path}{' compiled' if r.compiled else ''} failed: {r.error}")
@@ -277,7 +281,8 @@ def run_group(runners: list[Runner], frames: list[Tensor], warmup: int, repeats:
 
 
 def runner_record(r: Runner, common: dict, warmup: int, threads: int) -> dict:
-    layout = "channels_last" if r.it.network.memory_format == torch.channels_last else "contiguous"
+    fmt = getattr(r.it, "network", r.it).memory_format
+    layout = "channels_last" if fmt == torch.channels_last else "contiguous"
     rec = {**common, "path": r.path, "precision": r.precision, "compiled": r.compiled, "layout": layout}
     if r.error:
         return {**rec, "error": r.error}
@@ -619,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
                         + (" (+ compiled)" if compile_ else ""))  # fmt: skip
                     try:
                         runners = build_runners(model, dev, scale, precs, compile_, args.compile_mode)
-                    except (ValueError, vsrife.WeightsError) as e:
+                    except (ValueError, RuntimeError, vsrife.WeightsError) as e:
                         notes.append(f"{model} {res} {dev} scale {scale:g} skipped: {e}")
                         continue
                     others = run_group(runners, frames, args.warmup, args.repeats, dev)
@@ -638,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   "compile_s": rec["compile_s"],
                                                   "pays_off": speedup >= PAYS_OFF})  # fmt: skip
                     records += group
+                    for r in runners:
+                        if isinstance(r.it, PlainProcess):
+                            r.it.close()
                     del runners
 
     with tempfile.TemporaryDirectory(prefix="vsrife-bench-") as tmp:

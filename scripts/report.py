@@ -70,8 +70,10 @@ def speed_section(s: dict) -> list[str]:
                     f"{fmt(r.get('ratio_to_baseline'), '.2f')}x | {fmt(r.get('peak_rss_mib'), '.0f')} |")  # fmt: skip
     notes = [
         "- baseline: the plain upstream path, the upstream inference code's order of operations in fp32, NCHW, "
-        "a fresh pad per call (`scripts/upstream_path.py`); stream: vsrife's engine, frames prepared once; "
-        "vs plain: baseline time / this time, measured in the same run.",
+        "a fresh pad per call to upstream's multiple of 128 (`scripts/upstream_path.py`), in a process of its "
+        "own with the system's allocator, as upstream's script runs (its peak RSS is that process's); stream: "
+        "vsrife's engine, frames prepared once; vs plain: baseline time / this time, measured in the same run, "
+        "calls interleaved.",
         "- engine, filter, cli: wall time per interpolated frame of the same short 2x clip through the bare "
         "engine loop, the VapourSynth filter and `vsrife video` (start-up, model load, decode and encode "
         "included).",

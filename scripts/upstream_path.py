@@ -6,7 +6,8 @@ and layouts are shared by every precision), so the baseline here is the upstream
 from the published inference code (Practical-RIFE ``IFNet_HDv3`` and ``IFBlock``) and driven by the weights
 of a vsrife network cast to float32, NCHW:
 
-* the two frames padded to the network's multiple on every call, as upstream's ``inference_video`` does, and
+* the two frames padded on every call, as upstream's ``inference_video`` pads them: to a multiple of
+  ``max(128, 128 / scale)`` (720 rows become 768; vsrife pads to the network's own multiple, 736), and
   the timestep broadcast to a full-size plane and concatenated with the frames at full size;
 * per block: its inputs concatenated at full size, then downscaled (bilinear), the flow downscaled and
   divided by the scale, ``conv0``, the eight units (plus the outer residual of 4.0), ``lastconv``, the output
@@ -16,11 +17,21 @@ of a vsrife network cast to float32, NCHW:
 * the 4.0/4.1 large-motion restart decided at once on the host, for the whole batch;
 * the blend as ``w0 * mask + w1 * (1 - mask)``.
 
-Its frames equal the engine's in float32 to rounding (tests/test_upstream_path.py). RIFE families only
-(4.0 to 4.26); IFNet_m and IFRNet have no such baseline here.
+Padded as the engine pads (``pad_to=engine.multiple``), its frames equal the engine's in float32 to
+rounding (tests/test_upstream_path.py). RIFE families only (4.0 to 4.26); IFNet_m and IFRNet have no such
+baseline here.
+
+:class:`PlainProcess` runs the baseline in a process of its own with the C library's allocator left as it
+is (``VSRIFE_HOST_MEMORY=system``), as upstream's script runs: vsrife's engine keeps freed host memory for
+reuse (``vsrife.engine.keep_host_memory``), which would otherwise speed the baseline up in the same process.
 """
 
 from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import time
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +41,7 @@ from vsrife.catalogue import get_release
 from vsrife.engine import Interpolator
 from vsrife.networks import IFNet
 
-__all__ = ["UpstreamPath", "baseline"]
+__all__ = ["PlainProcess", "UpstreamPath", "baseline", "upstream_multiple"]
 
 _GRIDS: dict[tuple[str, tuple[int, ...]], Tensor] = {}
 
@@ -68,16 +79,25 @@ def _block(block, x: Tensor, flow: Tensor | None, scale: float) -> tuple[Tensor,
     return tmp[:, :4] * factor, tmp[:, 4:5], tmp[:, 5:]
 
 
-class UpstreamPath:
-    """``interpolate(img0, img1, timestep)`` in the upstream order, in float32, NCHW, on ``device``."""
+def upstream_multiple(scale: float) -> int:
+    """What upstream's ``inference_video`` pads frames to: a multiple of ``max(128, int(128 / scale))``."""
+    return max(128, int(128 / scale))
 
-    def __init__(self, model: str, device: str | torch.device = "cpu", scale: float = 1.0, weights=None) -> None:
+
+class UpstreamPath:
+    """``interpolate(img0, img1, timestep)`` in the upstream order, in float32, NCHW, on ``device``; frames
+    padded to a multiple of ``pad_to`` (default: upstream's, :func:`upstream_multiple`)."""
+
+    def __init__(self, model: str, device: str | torch.device = "cpu", scale: float = 1.0, weights=None,
+                 pad_to: int | None = None) -> None:  # fmt: skip
         inner = Interpolator(model, weights, device=device, dtype=torch.float32, scale=scale, channels_last=False)
         if not isinstance(inner.network, IFNet):
             raise ValueError(f"{model}: the upstream baseline covers the RIFE 4.x families only")
         self.release, self.device, self.dtype, self.scale = inner.release, inner.device, torch.float32, scale
         self.network = inner.network
-        self.multiple = inner.multiple
+        self.multiple = pad_to if pad_to is not None else upstream_multiple(scale)
+        if self.multiple % inner.multiple:
+            raise ValueError(f"pad_to={self.multiple} is not a multiple of the network's {inner.multiple}")
 
     @torch.inference_mode()
     def interpolate(self, img0: Tensor, img1: Tensor, timestep: float) -> Tensor:
@@ -127,4 +147,87 @@ def baseline(model: str, device: str | torch.device = "cpu", scale: float = 1.0)
     if get_release(model).family in ("ifnet_m", "ifrnet"):
         plain = Interpolator(model, device=device, dtype=torch.float32, scale=scale, channels_last=False)
         return plain, "vsrife's network in float32, NCHW (no upstream-order baseline for this architecture)"
-    return UpstreamPath(model, device, scale), "the upstream order of operations in float32, NCHW"
+    what = f"the upstream order of operations in float32, NCHW, padded to {upstream_multiple(scale)}"
+    return UpstreamPath(model, device, scale), what
+
+
+def _serve(conn, model: str, device: str, scale: float, threads: int) -> None:
+    """The child of :class:`PlainProcess`: builds :func:`baseline` and answers its calls, timing each one."""
+    try:
+        torch.set_num_threads(threads)
+        plain, what = baseline(model, device, scale)
+        from vsrife.engine import keep_host_memory
+
+        conn.send(("ready", (what, keep_host_memory())))  # decided (and refused) when the network loaded
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    sync = getattr(torch, plain.device.type, None) if plain.device.type != "cpu" else None
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        img0, img1, timestep = message
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = plain.interpolate(img0, img1, timestep)
+        if sync is not None:
+            sync.synchronize()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        conn.send((out.cpu(), {"wall": wall, "cpu": cpu, "faults": after.ru_minflt - usage.ru_minflt,
+                               "peak_rss_mib": after.ru_maxrss / 1024}))  # fmt: skip
+
+
+class PlainProcess:
+    """:func:`baseline` in a process of its own, with the system's allocator, called like an Interpolator.
+
+    ``interpolate`` sends the frames, the child times the call alone (wall and CPU seconds, page faults,
+    its peak RSS) and returns the frame on the host; :attr:`last` holds that call's figures. The copies to
+    and from the child are outside the timed part, and the parent waits meanwhile, so interleaving the
+    child's calls with other paths' keeps one path running at a time.
+    """
+
+    dtype = torch.float32
+    memory_format = torch.contiguous_format
+
+    def __init__(self, model: str, device: str | torch.device = "cpu", scale: float = 1.0,
+                 threads: int | None = None) -> None:  # fmt: skip
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        saved = os.environ.get("VSRIFE_HOST_MEMORY")
+        os.environ["VSRIFE_HOST_MEMORY"] = "system"  # the child reads it when it loads its network
+        try:
+            args = (child, model, str(device), scale, threads or torch.get_num_threads())
+            self._process = ctx.Process(target=_serve, args=args, daemon=True)
+            self._process.start()
+        finally:
+            if saved is None:
+                del os.environ["VSRIFE_HOST_MEMORY"]
+            else:
+                os.environ["VSRIFE_HOST_MEMORY"] = saved
+        child.close()
+        status, detail = self._conn.recv()
+        if status != "ready":
+            self.close()
+            raise RuntimeError(f"the baseline process failed to start: {detail}")
+        what, self.host_memory_kept = detail
+        self.description = f"{what}, in its own process with the system allocator"
+        self.device = torch.device(device)
+        self.last: dict = {}
+
+    def interpolate(self, img0: Tensor, img1: Tensor, timestep: float) -> Tensor:
+        self._conn.send((img0.cpu(), img1.cpu(), timestep))
+        out, self.last = self._conn.recv()
+        return out.to(self.device)
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+        self._conn.close()
