@@ -152,17 +152,26 @@ class Meter:
 
 
 class Load:
-    """Cores kept busy by other processes between start() and stop(), from /proc/stat and our own CPU time."""
+    """Cores kept busy by other processes between start() and stop(), from /proc/stat and our own CPU time
+    (this process's, its finished children's and that of ``helpers``, live processes working for it, such
+    as the baseline's)."""
 
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
+    def __init__(self, helpers: list[int] | None = None) -> None:
+        self.helpers = helpers or []
+
+    def _sample(self) -> tuple[float, float, float] | None:
         try:
             fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
+            helpers = 0
+            for pid in self.helpers:  # utime and stime, fields 14 and 15, after the parenthesised name
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                helpers += int(stat[11]) + int(stat[12])
+        except (OSError, ValueError, IndexError):
             return None
-        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / tick  # minus idle, iowait
         t = os.times()
-        return busy, t.user + t.system + t.children_user + t.children_system, time.perf_counter()
+        return busy, t.user + t.system + t.children_user + t.children_system + helpers / tick, time.perf_counter()
 
     def __enter__(self) -> "Load":
         self.start, self.others = self._sample(), None
@@ -257,7 +266,7 @@ def run_group(runners: list[Runner], frames: list[Tensor], warmup: int, repeats:
               dev: torch.device) -> float | None:  # fmt: skip
     for r in runners:
         r.start(frames[0])
-    with Load() as load:
+    with Load([r.it.pid for r in runners if isinstance(r.it, PlainProcess)]) as load:
         for j in range(warmup + repeats):
             for r in runners:
                 if r.error:

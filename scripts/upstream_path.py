@@ -212,6 +212,7 @@ class PlainProcess:
             self.close()
             raise RuntimeError(f"the baseline process failed to start: {detail}")
         what, self.host_memory_kept = detail
+        self.pid = self._process.pid
         self.description = f"{what}, in its own process with the system allocator"
         self.device = torch.device(device)
         self.last: dict = {}
