@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import queue
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -114,10 +115,24 @@ class Frame:
 _models: dict[tuple, _Network] = {}
 _models_lock = threading.Lock()
 
-# glibc mallopt() parameters
+# glibc mallopt() parameters, and the map thresholds to try: older glibc refuses more than 32 MiB on 64-bit
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-_KEEP_BYTES = 1 << 30
+_MAP_THRESHOLDS = (1 << 30, 32 << 20)
 _host_memory_kept: bool | None = None  # None: not decided yet
+
+
+def _glibc_mallopt():
+    """glibc's ``mallopt``, or None elsewhere (musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return None
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError, ValueError):  # no such confstr name, or no mallopt
+        return None
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt
 
 
 def keep_host_memory() -> bool:
@@ -126,29 +141,28 @@ def keep_host_memory() -> bool:
     On the CPU every full-size tensor of a frame is a fresh allocation of several MB. glibc serves those
     with new memory maps, freed at once, so each frame pays a page fault for every 4 KiB it touches: about
     35,000 faults and 50 ms of a 340 ms frame at 720p on this project's 2-core reference CPU, 200 ms of
-    840 ms at 1080p (scripts/bench_engine.py, the fault count in its JSON). Raising glibc's map and trim
-    thresholds and keeping one arena (so that the engine's worker thread shares the main heap) makes
-    later frames reuse the same pages: no faults after the first frame. The cost: freed memory stays with
-    the process, up to its peak use, until it exits (as with jemalloc or tcmalloc, which PyTorch's CPU
+    840 ms at 1080p (scripts/bench_engine.py, the fault count in its JSON). Raising glibc's map threshold
+    (to 1 GiB, or 32 MiB where glibc allows no more) and trim threshold, and asking for one arena (so that
+    the engine's worker thread shares the main heap, where the process has not made more arenas yet),
+    makes later frames reuse the same pages: no faults after the first frame. The cost: freed memory stays
+    with the process, up to its peak use, until it exits (as with jemalloc or tcmalloc, which PyTorch's CPU
     guides suggest loading instead).
 
-    Called when the first network is loaded for the CPU (never on import). Returns whether it took
-    effect: not where the C library is not glibc, and not where ``VSRIFE_HOST_MEMORY=system`` asks to
-    leave the allocator alone.
+    Called when the first network is loaded for the CPU (never on import). Returns whether the map
+    threshold was raised: not where the C library is not glibc, and not where ``VSRIFE_HOST_MEMORY=system``
+    asks to leave the allocator alone.
     """
     global _host_memory_kept
     with _models_lock:
         if _host_memory_kept is None:
             _host_memory_kept = False
-            if os.environ.get("VSRIFE_HOST_MEMORY", "").lower() != "system":
-                try:
-                    mallopt = ctypes.CDLL(None).mallopt
-                except (AttributeError, OSError):  # not glibc (musl, macOS, Windows): nothing to tune
-                    mallopt = None
-                if mallopt is not None:
-                    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-                    _host_memory_kept = all(mallopt(option, value) == 1 for option, value in (
-                        (_M_MMAP_THRESHOLD, _KEEP_BYTES), (_M_TRIM_THRESHOLD, _KEEP_BYTES), (_M_ARENA_MAX, 1)))
+            mallopt = _glibc_mallopt() if os.environ.get("VSRIFE_HOST_MEMORY", "").lower() != "system" else None
+            if mallopt is not None:
+                threshold = next((t for t in _MAP_THRESHOLDS if mallopt(_M_MMAP_THRESHOLD, t) == 1), None)
+                if threshold is not None:
+                    mallopt(_M_TRIM_THRESHOLD, max(threshold, 1 << 30))
+                    mallopt(_M_ARENA_MAX, 1)
+                    _host_memory_kept = True
     return _host_memory_kept
 
 
