@@ -146,15 +146,21 @@ class FlowBlock(nn.Module):
         is a constant map, such as the timestep, and a part of another size holds only the pixels that
         the scaling reads (:func:`sampled_step`)."""
         size = flow.shape[-2:] if flow is not None else parts[0].shape[-2:]
-        dtype = self.conv0[0][0].weight.dtype
         low = [_reduce(part, scale, size) for part in parts]
         n, _, h, w = next(t for t in low if t.shape[-2:] != (1, 1)).shape
         if flow is not None:
             low.append(_resize(flow, 1 / scale) / scale if scale != 1 else flow)
-        # Each part goes straight into its channels of the convolutions' input, cast in the same copy, as
-        # NCHW planes: the first convolution takes them to its own layout faster than a copy into
-        # channels-last would (at 720p, 9.3 against 11.5 ms for block 3's input and first convolution).
-        x = torch.empty((n, sum(t.shape[1] for t in low), h, w), dtype=dtype, device=low[0].device)
+        # Each part goes straight into its channels of the convolutions' input, cast in the same copy. On
+        # the CPU as NCHW planes: oneDNN's first convolution takes them to its own layout faster than a
+        # copy into channels-last would (at 720p, 9.3 against 11.5 ms for block 3's input and first
+        # convolution). Elsewhere in the convolutions' own layout, as cuDNN wants it (not measured).
+        weight = self.conv0[0][0].weight
+        device = low[0].device
+        fmt = torch.contiguous_format
+        if device.type != "cpu" and weight.is_contiguous(memory_format=torch.channels_last):
+            fmt = torch.channels_last
+        x = torch.empty((n, sum(t.shape[1] for t in low), h, w), dtype=weight.dtype, device=device,
+                        memory_format=fmt)  # fmt: skip
         c = 0
         for part in low:
             x[:, c : c + part.shape[1]].copy_(part.expand(-1, -1, h, w))
