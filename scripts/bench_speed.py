@@ -252,13 +252,14 @@ def build_runners(model: str, dev: torch.device, scale: float, precisions: list[
                   mode: str) -> list[Runner]:  # fmt: skip
     runners = [Runner("stream", p, False, Interpolator(model, device=dev, dtype=PRECISIONS[p], scale=scale))
                for p in precisions]  # fmt: skip
-    runners.insert(0, Runner("baseline", "fp32", False, PlainProcess(model, dev, scale)))
     if compile_:
         torch._dynamo.reset()
         for p in precisions:
             it = copy.copy(Interpolator(model, device=dev, dtype=PRECISIONS[p], scale=scale))
             it.network = torch.compile(it.network, mode=None if mode == "default" else mode, dynamic=False)
             runners.append(Runner("stream", p, True, it))
+    # last, so that nothing above can fail and leave its process running
+    runners.insert(0, Runner("baseline", "fp32", False, PlainProcess(model, dev, scale)))
     return runners
 
 

@@ -22,7 +22,7 @@ rounding (tests/test_upstream_path.py). RIFE families only (4.0 to 4.26); IFNet_
 baseline here.
 
 :class:`PlainProcess` runs the baseline in a process of its own with the C library's allocator left as it
-is (``VSRIFE_HOST_MEMORY=system``), as upstream's script runs: vsrife's engine keeps freed host memory for
+is (``VSRIFE_HOST_MEMORY=system`` in that process), as upstream's script runs: vsrife's engine keeps freed host memory for
 reuse (``vsrife.engine.keep_host_memory``), which would otherwise speed the baseline up in the same process.
 """
 
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vsrife.catalogue import get_release
-from vsrife.engine import Interpolator
+from vsrife.engine import Interpolator, keep_host_memory
 from vsrife.networks import IFNet
 
 __all__ = ["PlainProcess", "UpstreamPath", "baseline", "upstream_multiple"]
@@ -152,12 +152,12 @@ def baseline(model: str, device: str | torch.device = "cpu", scale: float = 1.0)
 
 
 def _serve(conn, model: str, device: str, scale: float, threads: int) -> None:
-    """The child of :class:`PlainProcess`: builds :func:`baseline` and answers its calls, timing each one."""
+    """The child of :class:`PlainProcess`: builds :func:`baseline` with the system's allocator and answers
+    its calls, timing each one."""
+    os.environ["VSRIFE_HOST_MEMORY"] = "system"  # read when the first network loads, just below
     try:
         torch.set_num_threads(threads)
         plain, what = baseline(model, device, scale)
-        from vsrife.engine import keep_host_memory
-
         conn.send(("ready", (what, keep_host_memory())))  # decided (and refused) when the network loaded
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(e).__name__}: {e}"))
@@ -192,25 +192,25 @@ class PlainProcess:
     memory_format = torch.contiguous_format
 
     def __init__(self, model: str, device: str | torch.device = "cpu", scale: float = 1.0,
-                 threads: int | None = None) -> None:  # fmt: skip
+                 threads: int | None = None, start_timeout: float = 600) -> None:  # fmt: skip
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        saved = os.environ.get("VSRIFE_HOST_MEMORY")
-        os.environ["VSRIFE_HOST_MEMORY"] = "system"  # the child reads it when it loads its network
-        try:
-            args = (child, model, str(device), scale, threads or torch.get_num_threads())
-            self._process = ctx.Process(target=_serve, args=args, daemon=True)
-            self._process.start()
-        finally:
-            if saved is None:
-                del os.environ["VSRIFE_HOST_MEMORY"]
-            else:
-                os.environ["VSRIFE_HOST_MEMORY"] = saved
+        args = (child, model, str(device), scale, threads or torch.get_num_threads())
+        self._process = ctx.Process(target=_serve, args=args, daemon=True)
+        self._process.start()
         child.close()
-        status, detail = self._conn.recv()
-        if status != "ready":
+        try:
+            if not self._conn.poll(start_timeout):
+                raise RuntimeError(f"the baseline process did not start within {start_timeout:.0f} s")
+            status, detail = self._conn.recv()
+            if status != "ready":
+                raise RuntimeError(f"the baseline process failed to start: {detail}")
+        except EOFError as e:
             self.close()
-            raise RuntimeError(f"the baseline process failed to start: {detail}")
+            raise RuntimeError(f"the baseline process exited (code {self._process.exitcode}) before it started") from e
+        except BaseException:
+            self.close()
+            raise
         what, self.host_memory_kept = detail
         self.pid = self._process.pid
         self.description = f"{what}, in its own process with the system allocator"
@@ -219,7 +219,10 @@ class PlainProcess:
 
     def interpolate(self, img0: Tensor, img1: Tensor, timestep: float) -> Tensor:
         self._conn.send((img0.cpu(), img1.cpu(), timestep))
-        out, self.last = self._conn.recv()
+        try:
+            out, self.last = self._conn.recv()
+        except EOFError as e:
+            raise RuntimeError(f"the baseline process exited (code {self._process.exitcode}) during a call") from e
         return out.to(self.device)
 
     def close(self) -> None:
@@ -231,4 +234,11 @@ class PlainProcess:
             self._process.join(timeout=10)
             if self._process.is_alive():
                 self._process.kill()
+                self._process.join(timeout=10)
         self._conn.close()
+
+    def __enter__(self) -> "PlainProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
