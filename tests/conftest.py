@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 
@@ -34,3 +36,13 @@ def bikes():
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / torch.mean((a.float() - b.float()) ** 2)))
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# For a child that a test stops with Ctrl-C (SIGINT): a suite started in the background by a shell
+# without job control ignores SIGINT, every child inherits that, and Python then never raises
+# KeyboardInterrupt; the child gets the default back before it starts.
+INTERRUPTIBLE = {"preexec_fn": _interruptible}

@@ -24,6 +24,8 @@ import pytest
 from vsrife.video import probe
 from vsrife.weights import fetch_sample
 
+from .conftest import INTERRUPTIBLE
+
 pytest.importorskip("gradio", reason='the app needs Gradio: pip install "vsrife[app]"')
 pytest.importorskip("av", reason="the app decodes and encodes with PyAV: pip install av")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests drive Chromium with Playwright")
@@ -86,7 +88,7 @@ def server(tmp_path_factory, weights_40):
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
     log = open(tmp.parent / "app-stderr.txt", "w")  # noqa: SIM115 - the server's terminal, for failures
     proc = subprocess.Popen([sys.executable, "-m", "vsrife", "app", "--port", str(_free_port()), "--max-upload-mb", "3"],
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env, **INTERRUPTIBLE)  # fmt: skip
     ready, _, _ = select.select([proc.stdout], [], [], 120)
     line = proc.stdout.readline() if ready else ""
     if not line.startswith("vsrife app: http://127.0.0.1:"):

@@ -20,6 +20,8 @@ from vsrife.cli import main
 from vsrife.video import probe
 from vsrife.weights import fetch_sample
 
+from .conftest import INTERRUPTIBLE
+
 av = pytest.importorskip("av", reason="the command line decodes and encodes with PyAV: pip install av")
 
 MODEL = ["--model", "4.0", "-q"]
@@ -627,7 +629,8 @@ def test_a_batch_refuses_inputs_whose_outputs_collide(clip, tmp_path, capfd):
 def test_interrupt_leaves_no_partial_output(tmp_path, weights_40, sig, code):
     out = tmp_path / "big.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "vsrife", "video", str(fetch_sample("bigbuckbunny", progress=False)),
-                             "-o", str(out), "--model", "4.0"], stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             "-o", str(out), "--model", "4.0"], stderr=subprocess.PIPE, text=True,
+                            **INTERRUPTIBLE)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.endswith(".mp4") for p in tmp_path.iterdir()):
         time.sleep(0.2)  # wait until the temporary output exists, i.e. work has started

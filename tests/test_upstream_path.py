@@ -57,8 +57,8 @@ def test_frames_are_padded_as_upstreams_script_pads_them(tmp_path):
     for scale, multiple in ((1.0, 128), (0.5, 256), (2.0, 128)):
         upstream = UpstreamPath("4.6", weights=path, scale=scale)
         assert upstream.multiple == multiple
-        forward = upstream._forward
-        upstream._forward = lambda a, b, t: (seen.append(tuple(a.shape[-2:])), forward(a, b, t))[1]
+        upstream._forward = lambda a, b, t, forward=upstream._forward: (seen.append(tuple(a.shape[-2:])),
+                                                                      forward(a, b, t))[1]  # fmt: skip
         out = upstream.interpolate(torch.rand(1, 3, 100, 130), torch.rand(1, 3, 100, 130), 0.5)
         assert out.shape == (1, 3, 100, 130)
         assert seen[-1] == (multiple, 2 * multiple if 130 > multiple else multiple)
