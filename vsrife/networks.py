@@ -150,14 +150,17 @@ class FlowBlock(nn.Module):
         n, _, h, w = next(t for t in low if t.shape[-2:] != (1, 1)).shape
         if flow is not None:
             low.append(_resize(flow, 1 / scale) / scale if scale != 1 else flow)
-        # Each part goes straight into its channels of the convolutions' input, cast in the same copy. On
-        # the CPU as NCHW planes: oneDNN's first convolution takes them to its own layout faster than a
-        # copy into channels-last would (at 720p, 9.3 against 11.5 ms for block 3's input and first
-        # convolution). Elsewhere in the convolutions' own layout, as cuDNN wants it (not measured).
+        # Each part goes straight into its channels of the convolutions' input, cast in the same copy, in
+        # the convolutions' own layout; except for bfloat16 on the CPU, where oneDNN takes NCHW planes to
+        # its layout faster than that copy does (block 3's input and first convolution at 720p, alone:
+        # bf16 9.4 ms from NCHW against 11.6 from channels-last; float32 44 against 28 the other way,
+        # though within a whole frame the float32 difference was only ~2 ms).
         weight = self.conv0[0][0].weight
         device = low[0].device
         fmt = torch.contiguous_format
-        if device.type != "cpu" and weight.is_contiguous(memory_format=torch.channels_last):
+        if weight.is_contiguous(memory_format=torch.channels_last) and not (
+            device.type == "cpu" and weight.dtype == torch.bfloat16
+        ):
             fmt = torch.channels_last
         x = torch.empty((n, sum(t.shape[1] for t in low), h, w), dtype=weight.dtype, device=device,
                         memory_format=fmt)  # fmt: skip
