@@ -157,9 +157,10 @@ def test_cpu_networks_reuse_freed_host_memory_instead_of_faulting_it_in_again(tm
         runs[setting] = (kept == "True", int(faults))
     assert not runs["system"][0]
     if not runs[""][0]:
-        pytest.skip("this glibc refused a larger map threshold")
+        pytest.skip(f"this glibc refused a larger map threshold (faults per frame: {runs})")
     if runs["system"][1] < 2000:
-        pytest.skip(f"with the system's settings a frame took only {runs['system'][1]} faults here (large pages?)")
+        pytest.skip(f"with the system's settings a frame took only {runs['system'][1]} faults here (large pages?); "
+                    f"kept: {runs['']}")  # fmt: skip
     assert runs[""][1] < runs["system"][1] / 10
 
 
