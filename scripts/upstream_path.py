@@ -22,8 +22,9 @@ rounding (tests/test_upstream_path.py). RIFE families only (4.0 to 4.26); IFNet_
 baseline here.
 
 :class:`PlainProcess` runs the baseline in a process of its own with the C library's allocator left as it
-is (``VSRIFE_HOST_MEMORY=system`` in that process), as upstream's script runs: vsrife's engine keeps freed host memory for
-reuse (``vsrife.engine.keep_host_memory``), which would otherwise speed the baseline up in the same process.
+is (``VSRIFE_HOST_MEMORY=system`` in that process), as upstream's script runs: vsrife's engine keeps freed
+host memory for reuse (``vsrife.engine.keep_host_memory``), which would otherwise speed the baseline up in
+the same process.
 """
 
 from __future__ import annotations
@@ -236,9 +237,3 @@ class PlainProcess:
                 self._process.kill()
                 self._process.join(timeout=10)
         self._conn.close()
-
-    def __enter__(self) -> "PlainProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

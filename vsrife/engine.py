@@ -115,9 +115,11 @@ class Frame:
 _models: dict[tuple, _Network] = {}
 _models_lock = threading.Lock()
 
-# glibc mallopt() parameters, and the map thresholds to try: older glibc refuses more than 32 MiB on 64-bit
+# glibc mallopt() parameters, the map thresholds to try (older glibc refuses more than 32 MiB on 64-bit)
+# and the trim threshold
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _MAP_THRESHOLDS = (1 << 30, 32 << 20)
+_TRIM_THRESHOLD = 1 << 30
 _host_memory_kept: bool | None = None  # None: not decided yet
 
 
@@ -158,9 +160,8 @@ def keep_host_memory() -> bool:
             _host_memory_kept = False
             mallopt = _glibc_mallopt() if os.environ.get("VSRIFE_HOST_MEMORY", "").lower() != "system" else None
             if mallopt is not None:
-                threshold = next((t for t in _MAP_THRESHOLDS if mallopt(_M_MMAP_THRESHOLD, t) == 1), None)
-                if threshold is not None:
-                    mallopt(_M_TRIM_THRESHOLD, max(threshold, 1 << 30))
+                if any(mallopt(_M_MMAP_THRESHOLD, t) == 1 for t in _MAP_THRESHOLDS):
+                    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
                     mallopt(_M_ARENA_MAX, 1)
                     _host_memory_kept = True
     return _host_memory_kept
