@@ -131,7 +131,8 @@ def _interpolator(args: argparse.Namespace):
             dtype = torch.float16 if device.type != "cpu" else torch.bfloat16
         return Interpolator(args.model, weights=args.weights, device=device, dtype=dtype, scale=args.scale,
                             tta=args.tta, auto_download=not args.no_download,
-                            compile=getattr(args, "compile_mode", None) or getattr(args, "compile", False))  # fmt: skip
+                            compile=getattr(args, "compile_mode", None) or getattr(args, "compile", False),
+                            int8=getattr(args, "int8", False))  # fmt: skip
     except WeightsError as e:
         raise CommandError(e.offering("--weights FILE")) from e
     except ValueError as e:
@@ -559,6 +560,9 @@ def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> 
     prec = g.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="reduced precision: half on GPU, bfloat16 on CPU")
     prec.add_argument("--fp32", action="store_true", help="full precision (default: reduced where it is native)")
+    g.add_argument("--int8", action="store_true",
+                   help="CPU: the coarser flow blocks' convolutions on 8-bit integers (4.0 weights; faster, "
+                        "slightly lower quality: see the README)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing weights")
     g.add_argument("--compile", action="store_true",
                    help="run the network through torch.compile (opt-in; the first frames wait for it)")

@@ -1,0 +1,147 @@
+"""The 8-bit flow blocks (vsrife.int8): oneDNN's integer convolutions against the same arithmetic in float,
+the catalogue's ranges against a fresh calibration, and the quality on real footage with the real 4.0
+weights (footage that the calibration never saw)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tests.conftest import decode_rgb, psnr
+from vsrife import int8
+from vsrife.engine import Interpolator
+from vsrife.weights import fetch_sample, weights_digest
+
+needs_int8 = pytest.mark.skipif(not int8.available(),
+                                reason="this PyTorch has no working oneDNN int8 convolution (torch.ops.onednn)")
+
+
+def _layers(widths: list[int], strides: list[int], seed: int = 0) -> list[tuple[nn.Conv2d, nn.PReLU]]:
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for cin, cout, stride in zip(widths, widths[1:], strides):
+        conv, act = nn.Conv2d(cin, cout, 3, stride, 1), nn.PReLU(cout)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (3 * cin**0.5))
+            conv.bias.copy_(torch.randn(cout, generator=g) * 0.05)
+            act.weight.copy_(torch.rand(cout, generator=g) * 0.4)
+        layers.append((conv, act))
+    return layers
+
+
+@needs_int8
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_integer_convolutions_compute_the_quantised_arithmetic(channels_last):
+    """Three layers (one of them stride 2) through oneDNN agree with quantise -> dequantise -> float conv
+    -> PReLU, layer by layer, including the scale that each layer's output carries for the next."""
+    layers = _layers([16, 32, 32, 32], [2, 1, 1])
+    x = torch.randn(2, 16, 24, 40, generator=torch.Generator().manual_seed(1))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y, ranges = x, []
+        for conv, act in layers:  # ranges as calibration would find them, some values then saturate
+            ranges.append((float(y.min()) * 0.8, float(y.max()) * 0.8))
+            y = act(conv(y))
+    chain = int8._Chain(layers, ranges, margin=1.0)
+    with torch.inference_mode():
+        first, out = chain(x)
+        want_first, want_out = chain.reference(x)
+    assert first.shape == (2, 32, 12, 20) and out.shape == (2, 32, 12, 20)
+    # The same integers in, the same sums: only float rounding differs (and, rarely, a value that lands
+    # on a rounding boundary and moves one step), so the difference is far below one activation step.
+    step = min(layer.scale for layer in chain.layers)
+    assert (first - want_first).abs().max() < 1e-3 * step * 255
+    assert (out - want_out).abs().mean() < 1e-3 * float(want_out.abs().mean())
+    with torch.no_grad():  # and the whole is near the float layers (7-bit weights, 8-bit activations)
+        want = x
+        for conv, act in layers:
+            want = act(conv(want))
+    assert psnr(out / want.abs().max(), want / want.abs().max()) > 30
+
+
+def test_the_finest_block_stays_float_and_the_float_network_is_untouched(weights_40):
+    if not int8.available():
+        pytest.skip("this PyTorch has no working oneDNN int8 convolution (torch.ops.onednn)")
+    quantised = Interpolator("4.0", weights=weights_40, device="cpu", int8=True)
+    plain = Interpolator("4.0", weights=weights_40, device="cpu")
+    assert quantised.int8 and not plain.int8
+    assert [b.quantized is not None for b in quantised.network.blocks] == [True, True, True, False]
+    assert all(b.quantized is None for b in plain.network.blocks)  # its own network, not the shared float one
+    assert "int8=True" in repr(quantised)
+
+
+def test_int8_is_refused_with_the_reason(weights_40, tmp_path):
+    with pytest.raises(ValueError, match="no 8-bit form"):
+        Interpolator("4.25", device="cpu", int8=True, auto_download=False)  # refused before any download
+    with pytest.raises(ValueError, match="compile"):
+        Interpolator("4.0", weights=weights_40, device="cpu", int8=True, compile=True)
+    with pytest.raises(ValueError, match="True or False"):
+        Interpolator("4.0", weights=weights_40, device="cpu", int8="yes")
+    # Weights the ranges were not measured for (here: the 4.0 weights with one bias changed)
+    tensors = load_file(weights_40)
+    name = next(k for k in tensors if k.endswith("bias"))
+    tensors[name] = tensors[name] + 0.01
+    other = tmp_path / "tuned.safetensors"
+    save_file(tensors, other)
+    with pytest.raises(ValueError, match="no measured 8-bit ranges"):
+        Interpolator("4.0", weights=other, device="cpu", int8=True)
+
+
+@needs_int8
+def test_int8_keeps_frame_drop_quality_on_real_footage(weights_40):
+    """Frame 2k+2 of bigbuckbunny (720p; not calibration footage) from frames 2k+1 and 2k+3: the 8-bit
+    blocks stay within 0.1 dB of the same path in float on average, and close to its frames."""
+    frames = decode_rgb(fetch_sample("bigbuckbunny", progress=False), 14)
+    quantised = Interpolator("4.0", weights=weights_40, device="cpu", int8=True)
+    plain = Interpolator("4.0", weights=weights_40, device="cpu")
+    loss, closeness = [], []
+    for k in range(6):
+        a, b, truth = frames[2 * k + 1], frames[2 * k + 3], frames[2 * k + 2]
+        out_q, out_f = quantised.interpolate(a, b, 0.5), plain.interpolate(a, b, 0.5)
+        loss.append(psnr(out_f, truth) - psnr(out_q, truth))
+        closeness.append(psnr(out_q, out_f))
+    assert sum(loss) / len(loss) <= 0.1, loss
+    assert min(closeness) > 40, closeness
+
+
+@needs_int8
+def test_a_larger_frame_saturates_instead_of_failing(weights_40):
+    """Input far outside the calibrated ranges (a flat frame against noise) saturates: finite frames in
+    [0, 1], no error."""
+    quantised = Interpolator("4.0", weights=weights_40, device="cpu", int8=True)
+    g = torch.Generator().manual_seed(3)
+    a = torch.zeros(1, 3, 96, 160)
+    b = torch.rand(1, 3, 96, 160, generator=g)
+    out = quantised.interpolate(a, b, 0.5)
+    assert out.shape == (1, 3, 96, 160) and torch.isfinite(out).all()
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_the_catalogue_ranges_are_what_the_calibration_script_measures(tmp_path, weights_40, monkeypatch):
+    """scripts/calibrate_int8.py, run on these weights into a copy of models/int8.json, writes the numbers
+    the catalogue holds: the weights as fetched here have the digest they are kept under, and the numbers
+    were measured, not edited by hand (within float rounding, which differs between CPUs)."""
+    pytest.importorskip("av", reason="PyAV decodes the calibration footage: pip install av")
+    known = int8.known_ranges(weights_digest(weights_40))
+    assert known is not None, "the catalogue has no 8-bit ranges for the 4.0 weights as fetched here"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "calibrate_int8.py"
+    spec = importlib.util.spec_from_file_location("calibrate_int8", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = tmp_path / "int8.json"
+    shutil.copy(module.TABLE, table)
+    monkeypatch.setattr(module, "TABLE", table)
+    monkeypatch.setattr("sys.argv", ["calibrate_int8.py", "--weights", str(weights_40)])
+    module.main()
+    measured = json.loads(table.read_text("utf-8"))["weights"][weights_digest(weights_40)]["ranges"]
+    assert measured.keys() == known.keys()
+    for b in known:
+        assert torch.allclose(torch.tensor(measured[b]), torch.tensor(known[b]), rtol=1e-3, atol=1e-4), b
