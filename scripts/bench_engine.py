@@ -184,6 +184,10 @@ def make_runners(args: argparse.Namespace, device: torch.device) -> list[Runner]
     if args.dtypes and not args.plain_here:
         here, _ = baseline(args.model, device, args.scale)
         runners.append(Runner("plain-here", "plain, here", here, stream=False))
+    if args.int8:
+        quantised = Interpolator(args.model, device=device, scale=args.scale, int8=True)
+        runners.append(Runner("int8", "default + int8 (stream)", quantised, stream=True,
+                              note="opt-in 8-bit blocks (vsrife.int8)"))  # fmt: skip
     if args.dtypes:
         for dtype, channels_last in ((torch.float32, True), (default.dtype, False)):
             if (dtype, channels_last) == (default.dtype, True):
@@ -296,6 +300,13 @@ def markdown(result: dict) -> str:
         "",
         f"PSNR drop of the default path: **{q['drop_db']:+.3f} dB** (goal <= {GOAL_PSNR_DROP_DB} dB: "
         f"{'met' if q['goal_met'] else 'NOT met'}); default vs plain output: {q['default_vs_plain_db']:.2f} dB.",
+    ]
+    q8 = result.get("quality_int8")
+    if q8 is not None:
+        lines += ["", f"With int8: frame-drop PSNR {q8['default_db']:.3f} dB, drop **{q8['drop_db']:+.3f} dB** "
+                      f"(goal <= {GOAL_PSNR_DROP_DB} dB: {'met' if q8['goal_met'] else 'NOT met'}); "
+                      f"int8 vs plain output: {q8['default_vs_plain_db']:.2f} dB."]  # fmt: skip
+    lines += [
         "",
         f"Peak host RSS: {result['peak_rss_mib']:.0f} MiB.",
     ]
@@ -318,6 +329,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtypes", action="store_true",
                    help="add float32+channels_last and <default dtype>+contiguous rows (both streamed), and the "
                         "plain path run in this process")  # fmt: skip
+    p.add_argument("--int8", action="store_true",
+                   help="add the default path with int8=True (the opt-in 8-bit blocks), with its own PSNR drop")
     p.add_argument("--plain-here", action="store_true",
                    help="run the plain path in this process (with the engine's allocator settings), not its own")
     p.add_argument("--sample", default="bigbuckbunny", help="catalogue sample clip (default bigbuckbunny)")
@@ -358,6 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     log("measuring frame-drop quality")
     quality = frame_drop_quality(plain, default, frames)
     quality["goal_met"] = quality["drop_db"] <= GOAL_PSNR_DROP_DB
+    quantised = next((p for p in runners if p.key == "int8"), None)
+    quality_int8 = None
+    if quantised is not None:
+        log("measuring frame-drop quality of the int8 path")
+        quality_int8 = frame_drop_quality(plain, quantised, frames)
+        quality_int8["goal_met"] = quality_int8["drop_db"] <= GOAL_PSNR_DROP_DB
 
     timed = {p.key: p.times[args.warmup :] for p in runners}
     threads = torch.get_num_threads()
@@ -389,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "speedup": {"ratio_of_medians": ratio, "paired_median": statistics.median(paired),
                     "goal": goal, "goal_met": ratio >= goal},  # fmt: skip
         "quality": {**quality, "goal_drop_db": GOAL_PSNR_DROP_DB},
+        "quality_int8": quality_int8,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     }
 
