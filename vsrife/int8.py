@@ -186,7 +186,9 @@ class QuantizedBody(nn.Module):
         if not 0 <= start < len(layers):
             raise ValueError(f"start must lie in 0..{len(layers) - 1}, not {start}")
         self.start = start
-        self.before = nn.ModuleList([block.conv0[1]] + list(block.convblock))[:start]  # shared, not copied
+        # The block's own modules, run as they are: a plain list, so that they are not registered (and saved)
+        # a second time under this module
+        self.before = ([block.conv0[1]] + list(block.convblock))[:start]
         self.chain = _Chain(layers[start:], ranges[start:], margin)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
