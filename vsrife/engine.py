@@ -241,8 +241,8 @@ class Interpolator:
         int8: CPU only, opt-in: the convolutions inside every flow block but the finest on 8-bit
             integers (:mod:`vsrife.int8`), with fixed activation ranges measured for the weights (the
             catalogue has them for the 4.0 weights; other models and weights are refused with the
-            reason). Measured at 720p: 1.2x as fast where float32 is the default (no native bfloat16),
-            barely faster with native bfloat16, frame-drop PSNR 0.06 dB lower on average (README).
+            reason). Measured at 720p: 1.1x as fast where float32 is the default (no native bfloat16),
+            1.07x with native bfloat16; frame-drop PSNR at most 0.06 dB lower on average (README).
 
     Networks are loaded once per process for each (model, weights digest, device, dtype, layout, int8)
     and shared by every Interpolator that asks for the same.

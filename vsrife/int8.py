@@ -18,7 +18,7 @@ How the numbers are kept:
   its weight scales and bias), so re-quantising it after the activation is an add, a clamp and a cast.
 
 Where it pays (scripts/bench_engine.py, README): the blocks it covers are the coarser ones, so the gain is
-about 1.2x per frame where float32 is the default and a few percent over bfloat16; the finest block stays
+about 1.1x per frame where float32 is the default (AVX2) and 1.07x over bfloat16; the finest block stays
 float (see :func:`quantize_network`). Only the PReLU family (4.0/4.1) has an 8-bit form, and only weights
 whose ranges were measured: so far the catalogue's 4.0 weights, the only ones whose quality can be checked
 here on real footage (tests/test_int8.py).
