@@ -175,30 +175,15 @@ class _Chain(nn.Module):
 
 
 class QuantizedBody(nn.Module):
-    """A flow block from the output of its first convolution to the input of its last layer, with its
-    layers from ``start`` on (0: the second stride-2 convolution, 1..8: the units) on 8 bits and those
-    before it as they are. Returns (features, units' output), float32."""
+    """A flow block from the output of its first convolution to the input of its last layer (its second
+    stride-2 convolution and its units) on 8 bits. Returns (features, units' output), float32."""
 
-    def __init__(self, block: nn.Module, ranges: Sequence[tuple[float, float]], start: int = 0,
-                 margin: float = MARGIN) -> None:  # fmt: skip
+    def __init__(self, block: nn.Module, ranges: Sequence[tuple[float, float]], margin: float = MARGIN) -> None:
         super().__init__()
-        layers = _layers(block)
-        if not 0 <= start < len(layers):
-            raise ValueError(f"start must lie in 0..{len(layers) - 1}, not {start}")
-        self.start = start
-        # The block's own modules, run as they are: a plain list, so that they are not registered (and saved)
-        # a second time under this module
-        self.before = ([block.conv0[1]] + list(block.convblock))[:start]
-        self.chain = _Chain(layers[start:], ranges[start:], margin)
+        self.chain = _Chain(_layers(block), ranges, margin)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = None
-        for i, layer in enumerate(self.before):
-            x = layer(x)
-            if i == 0:
-                features = x.float()
-        first, out = self.chain(x)
-        return (first if features is None else features), out
+        return self.chain(x)
 
 
 def measure_ranges(network: nn.Module, pairs: Iterable[tuple[Tensor, Tensor]], timestep: float = 0.5
