@@ -74,9 +74,13 @@ def test_odd_size_crop_of_real_footage(bikes, weights_40):
 
 
 def test_networks_are_loaded_once_per_process(weights_40):
-    a = vsrife.Interpolator("4.0", device="cpu", scale=1.0)
-    b = vsrife.Interpolator("4.0", device="cpu", scale=0.5, tta=True)
+    a = vsrife.Interpolator("4.0", device="cpu", scale=1.0, int8=False)
+    b = vsrife.Interpolator("4.0", device="cpu", scale=0.5, tta=True, int8=False)
     assert a.network is b.network  # scale and tta are per call, not per network
+    # the 8-bit form (on by default where measured: vsrife.int8) is a network of its own, shared likewise
+    d = vsrife.Interpolator("4.0", device="cpu")
+    assert (d.network is a.network) == (not d.int8)
+    assert vsrife.Interpolator("4.0", device="cpu", tta=True).network is d.network
     # another precision is another network; which one is the default depends on the CPU (bfloat16 with
     # native bf16 instructions, else float32), so ask for the one that is not
     other = torch.bfloat16 if default_dtype(torch.device("cpu")) == torch.float32 else torch.float32

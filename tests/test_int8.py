@@ -67,15 +67,41 @@ def test_integer_convolutions_compute_the_quantised_arithmetic(channels_last):
     assert psnr(out / want.abs().max(), want / want.abs().max()) > 30
 
 
-def test_the_finest_block_stays_float_and_the_float_network_is_untouched(weights_40):
+def test_which_layers_run_on_8_bits_and_the_float_network_is_untouched(weights_40):
     if not int8.available():
         pytest.skip("this PyTorch has no working oneDNN int8 convolution (torch.ops.onednn)")
     quantised = Interpolator("4.0", weights=weights_40, device="cpu", int8=True)
-    plain = Interpolator("4.0", weights=weights_40, device="cpu")
+    plain = Interpolator("4.0", weights=weights_40, device="cpu", int8=False)
     assert quantised.int8 and not plain.int8
-    assert [b.quantized is not None for b in quantised.network.blocks] == [True, True, True, False]
+    bodies = [b.quantized for b in quantised.network.blocks]
+    assert all(body is not None for body in bodies)
+    # the coarser blocks from their second stride-2 convolution on, the finest from its FINEST_START'th layer
+    assert [body.start for body in bodies] == [0, 0, 0, int8.FINEST_START]
+    finest = quantised.network.blocks[-1]
+    assert bodies[-1].before == ([finest.conv0[1]] + list(finest.convblock))[: int8.FINEST_START]
+    assert len(bodies[-1].chain.layers) == 9 - int8.FINEST_START
     assert all(b.quantized is None for b in plain.network.blocks)  # its own network, not the shared float one
     assert "int8=True" in repr(quantised)
+
+
+@needs_int8
+def test_int8_is_on_by_default_only_where_it_is_measured(weights_40, tmp_path):
+    """The default (None) takes the 8-bit blocks where the engine chooses the precision, on the CPU at flow
+    scale 1 with weights whose ranges are known; any explicit choice, another scale or other weights keep
+    the float network."""
+    assert Interpolator("4.0", weights=weights_40, device="cpu").int8
+    assert not Interpolator("4.0", weights=weights_40, device="cpu", dtype=torch.float32).int8
+    assert not Interpolator("4.0", weights=weights_40, device="cpu", dtype=torch.bfloat16).int8
+    assert not Interpolator("4.0", weights=weights_40, device="cpu", scale=0.5).int8
+    assert not Interpolator("4.0", weights=weights_40, device="cpu", int8=False).int8
+    tensors = load_file(weights_40)  # weights without measured ranges: float, and no error
+    name = next(k for k in tensors if k.endswith("bias"))
+    tensors[name] = tensors[name] + 0.01
+    other = tmp_path / "tuned.safetensors"
+    save_file(tensors, other)
+    assert not Interpolator("4.0", weights=other, device="cpu").int8
+    # an explicit int8=True applies to an explicit dtype and another scale too
+    assert Interpolator("4.0", weights=weights_40, device="cpu", dtype=torch.float32, scale=0.5, int8=True).int8
 
 
 def test_int8_is_refused_with_the_reason(weights_40, tmp_path):
@@ -83,7 +109,7 @@ def test_int8_is_refused_with_the_reason(weights_40, tmp_path):
         Interpolator("4.25", device="cpu", int8=True, auto_download=False)  # refused before any download
     with pytest.raises(ValueError, match="compile"):
         Interpolator("4.0", weights=weights_40, device="cpu", int8=True, compile=True)
-    with pytest.raises(ValueError, match="True or False"):
+    with pytest.raises(ValueError, match="True, False or None"):
         Interpolator("4.0", weights=weights_40, device="cpu", int8="yes")
     # Weights the ranges were not measured for (here: the 4.0 weights with one bias changed)
     tensors = load_file(weights_40)
@@ -101,7 +127,7 @@ def test_int8_keeps_frame_drop_quality_on_real_footage(weights_40):
     blocks stay within 0.1 dB of the same path in float on average, and close to its frames."""
     frames = decode_rgb(fetch_sample("bigbuckbunny", progress=False), 14)
     quantised = Interpolator("4.0", weights=weights_40, device="cpu", int8=True)
-    plain = Interpolator("4.0", weights=weights_40, device="cpu")
+    plain = Interpolator("4.0", weights=weights_40, device="cpu", int8=False)
     loss, closeness = [], []
     for k in range(6):
         a, b, truth = frames[2 * k + 1], frames[2 * k + 3], frames[2 * k + 2]

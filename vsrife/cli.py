@@ -132,7 +132,7 @@ def _interpolator(args: argparse.Namespace):
         return Interpolator(args.model, weights=args.weights, device=device, dtype=dtype, scale=args.scale,
                             tta=args.tta, auto_download=not args.no_download,
                             compile=getattr(args, "compile_mode", None) or getattr(args, "compile", False),
-                            int8=getattr(args, "int8", False))  # fmt: skip
+                            int8=getattr(args, "int8", None))  # fmt: skip
     except WeightsError as e:
         raise CommandError(e.offering("--weights FILE")) from e
     except ValueError as e:
@@ -366,7 +366,7 @@ def _run_cluster(args: argparse.Namespace, job, tasks, ready, failed: dict[Path,
     weights = os.path.abspath(args.weights) if args.weights else None  # the workers run in other folders
     engine = EngineOptions(model=args.model, weights=weights, scale=args.scale, tta=args.tta,
                            precision="fp32" if args.fp32 else "fp16" if args.fp16 else None,
-                           auto_download=not args.no_download)  # fmt: skip
+                           auto_download=not args.no_download, int8=args.int8)  # fmt: skip
     done: dict[Path, str] = {}
     try:
         if ready:
@@ -560,9 +560,9 @@ def _engine_options(p: argparse.ArgumentParser, default_model: str = "4.25") -> 
     prec = g.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="reduced precision: half on GPU, bfloat16 on CPU")
     prec.add_argument("--fp32", action="store_true", help="full precision (default: reduced where it is native)")
-    g.add_argument("--int8", action="store_true",
-                   help="CPU: the coarser flow blocks' convolutions on 8-bit integers (4.0 weights; faster, "
-                        "slightly lower quality: see the README)")
+    g.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="CPU: the flow blocks' convolutions on 8-bit integers (default: on where measured, that "
+                        "is 4.0 weights, no --fp16/--fp32, scale 1; --int8 asks for it, --no-int8 turns it off)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing weights")
     g.add_argument("--compile", action="store_true",
                    help="run the network through torch.compile (opt-in; the first frames wait for it)")

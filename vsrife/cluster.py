@@ -80,8 +80,8 @@ def _ray():
 @dataclass(frozen=True)
 class EngineOptions:
     """How each task builds its :class:`vsrife.Interpolator`; ``precision`` is None (the device's
-    default), ``"fp16"`` or ``"fp32"``; ``threads`` is the torch threads (and CPUs asked of Ray) of a task
-    that runs on the CPU."""
+    default), ``"fp16"`` or ``"fp32"``; ``int8`` as the Interpolator takes it (None: where measured);
+    ``threads`` is the torch threads (and CPUs asked of Ray) of a task that runs on the CPU."""
 
     model: str = "4.25"
     weights: str | None = None
@@ -90,6 +90,7 @@ class EngineOptions:
     precision: str | None = None
     auto_download: bool = True
     threads: int = 1
+    int8: bool | None = None
 
 
 @dataclass
@@ -166,7 +167,8 @@ def _interpolator(engine: EngineOptions):
         elif engine.precision == "fp16":
             dtype = torch.float16 if device.type != "cpu" else torch.bfloat16
         _INTERPOLATORS[key] = Interpolator(engine.model, weights=engine.weights, device=device, dtype=dtype,
-                                           scale=engine.scale, tta=engine.tta, auto_download=engine.auto_download)  # fmt: skip
+                                           scale=engine.scale, tta=engine.tta, auto_download=engine.auto_download,
+                                           int8=engine.int8)  # fmt: skip
     return _INTERPOLATORS[key]
 
 

@@ -215,6 +215,17 @@ def _int8_ranges(release: ReleaseInfo, path: os.PathLike[str]) -> dict:
     return ranges
 
 
+def _int8_by_default(release: ReleaseInfo, device: torch.device, dtype: torch.dtype | None, scale: float,
+                     compile: bool | str, path: os.PathLike[str]) -> dict | None:  # fmt: skip
+    """The ranges that ``int8=None`` (the default) uses, or None where it stays off: only where the user left
+    the precision to the engine (no dtype given) and the 8-bit form is measured for exactly this case (the
+    CPU, no compile, flow scale 1 as the ranges were taken, weights with ranges, a working kernel)."""
+    if dtype is not None or scale != 1.0 or _int8_refusal(release, device, compile) is not None:
+        return None
+    ranges = _int8.known_ranges(weights_digest(path))
+    return ranges if ranges is not None and _int8.available() else None
+
+
 class Interpolator:
     """Frame interpolation with one network: a RIFE release, IFNet_m or IFRNet.
 
@@ -238,11 +249,12 @@ class Interpolator:
             ``TORCHINDUCTOR_CACHE_DIR`` (default under the system's temporary folder), so a later process
             starts faster. On this project's CPU it is slower than eager (README, Results), so it is off
             by default.
-        int8: CPU only, opt-in: the convolutions inside every flow block but the finest on 8-bit
-            integers (:mod:`vsrife.int8`), with fixed activation ranges measured for the weights (the
-            catalogue has them for the 4.0 weights; other models and weights are refused with the
-            reason). Measured at 720p: 1.1x as fast where float32 is the default (no native bfloat16),
-            1.07x with native bfloat16; frame-drop PSNR at most 0.06 dB lower on average (README).
+        int8: CPU only: most convolutions of the flow blocks on 8-bit integers (:mod:`vsrife.int8`), with
+            fixed activation ranges measured for the weights (the catalogue has them for its 4.0 weights).
+            Default None: on where it is measured to pay within a tenth of a dB, that is when ``dtype``
+            is left to the engine, the device is the CPU, the flow scale is 1 and the weights have ranges;
+            off otherwise. True asks for it (an error says why it cannot apply); False turns it off.
+            Measured at 720p (README): frame-drop PSNR within 0.05 dB on average, 1.2-1.35x as fast.
 
     Networks are loaded once per process for each (model, weights digest, device, dtype, layout, int8)
     and shared by every Interpolator that asks for the same.
@@ -260,14 +272,14 @@ class Interpolator:
         auto_download: bool = True,
         channels_last: bool = True,
         compile: bool | str = False,  # noqa: A002 - the name torch uses
-        int8: bool = False,
+        int8: bool | None = None,
     ) -> None:
         self.release = get_release(model)
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {', '.join(map(str, SCALES))}, not {scale!r}")
         self.release.check_options(scale, tta)  # tta or a flow scale where the architecture has none
-        if not isinstance(int8, bool):
-            raise ValueError(f"int8 must be True or False, not {int8!r}")
+        if int8 is not None and not isinstance(int8, bool):
+            raise ValueError(f"int8 must be True, False or None (where measured), not {int8!r}")
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, not {dtype!r}")
         self.device = resolve_device(parse_device(device))  # the network and the frames stay on one device
@@ -279,7 +291,10 @@ class Interpolator:
         if refusal is not None:
             raise ValueError(refusal)
         self.weights = resolve_weights(self.release.name, weights, auto_download=auto_download)
-        ranges = _int8_ranges(self.release, self.weights) if int8 else None
+        if int8 is None:
+            ranges = _int8_by_default(self.release, self.device, dtype, self.scale, compile, self.weights)
+        else:
+            ranges = _int8_ranges(self.release, self.weights) if int8 else None
         self.int8 = ranges is not None
         self.network = _shared_network(self.release, self.weights, self.device, self.dtype, channels_last, ranges)
         self.compiled = compile
