@@ -1,4 +1,5 @@
-"""8-bit flow blocks for the CPU (opt-in: ``Interpolator(..., int8=True)``, ``vsrife video --int8``).
+"""8-bit flow blocks for the CPU (``Interpolator(..., int8=None)``, the default, uses them where they are
+measured; ``int8=True`` / ``vsrife video --int8`` asks for them, ``int8=False`` / ``--no-int8`` turns them off).
 
 Nine in ten of a RIFE block's multiply-adds are in its second stride-2 convolution and the eight 3x3
 convolutions after it, each followed by an activation. On a CPU those run about twice as fast on 8-bit
@@ -17,11 +18,11 @@ How the numbers are kept:
 * each convolution's float output is already divided by the next layer's activation scale (folded into
   its weight scales and bias), so re-quantising it after the activation is an add, a clamp and a cast.
 
-Where it pays (scripts/bench_engine.py, README): the blocks it covers are the coarser ones, so the gain is
-about 1.1x per frame where float32 is the default (AVX2) and 1.07x over bfloat16; the finest block stays
-float (see :func:`quantize_network`). Only the PReLU family (4.0/4.1) has an 8-bit form, and only weights
-whose ranges were measured: so far the catalogue's 4.0 weights, the only ones whose quality can be checked
-here on real footage (tests/test_int8.py).
+Where it pays (scripts/bench_engine.py, README): 4.0 at 720p, 1.3x the float blocks where float32 is the
+default (AVX2) and 1.14x over bfloat16, frame-drop PSNR within 0.05 dB of float on average. The finest
+block's first two quantisable layers stay float (see :data:`FINEST_START`). Only the PReLU family
+(4.0/4.1) has an 8-bit form, and only weights whose ranges were measured: so far the catalogue's 4.0
+weights, the only ones whose quality can be checked here on real footage (tests/test_int8.py).
 """
 
 from __future__ import annotations
