@@ -36,6 +36,16 @@ def _layers(widths: list[int], strides: list[int], seed: int = 0) -> list[tuple[
     return layers
 
 
+def _tuned(weights: Path, folder: Path) -> Path:
+    """Weights the ranges were not measured for: the 4.0 weights with one bias changed."""
+    tensors = load_file(weights)
+    name = next(k for k in tensors if k.endswith("bias"))
+    tensors[name] = tensors[name] + 0.01
+    other = folder / "tuned.safetensors"
+    save_file(tensors, other)
+    return other
+
+
 @needs_int8
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_integer_convolutions_compute_the_quantised_arithmetic(channels_last):
@@ -94,11 +104,7 @@ def test_int8_is_on_by_default_only_where_it_is_measured(weights_40, tmp_path):
     assert not Interpolator("4.0", weights=weights_40, device="cpu", dtype=torch.bfloat16).int8
     assert not Interpolator("4.0", weights=weights_40, device="cpu", scale=0.5).int8
     assert not Interpolator("4.0", weights=weights_40, device="cpu", int8=False).int8
-    tensors = load_file(weights_40)  # weights without measured ranges: float, and no error
-    name = next(k for k in tensors if k.endswith("bias"))
-    tensors[name] = tensors[name] + 0.01
-    other = tmp_path / "tuned.safetensors"
-    save_file(tensors, other)
+    other = _tuned(weights_40, tmp_path)  # weights without measured ranges: float, and no error
     assert not Interpolator("4.0", weights=other, device="cpu").int8
     # an explicit int8=True applies to an explicit dtype and another scale too
     assert Interpolator("4.0", weights=weights_40, device="cpu", dtype=torch.float32, scale=0.5, int8=True).int8
@@ -111,12 +117,7 @@ def test_int8_is_refused_with_the_reason(weights_40, tmp_path):
         Interpolator("4.0", weights=weights_40, device="cpu", int8=True, compile=True)
     with pytest.raises(ValueError, match="True, False or None"):
         Interpolator("4.0", weights=weights_40, device="cpu", int8="yes")
-    # Weights the ranges were not measured for (here: the 4.0 weights with one bias changed)
-    tensors = load_file(weights_40)
-    name = next(k for k in tensors if k.endswith("bias"))
-    tensors[name] = tensors[name] + 0.01
-    other = tmp_path / "tuned.safetensors"
-    save_file(tensors, other)
+    other = _tuned(weights_40, tmp_path)
     with pytest.raises(ValueError, match="no measured 8-bit ranges"):
         Interpolator("4.0", weights=other, device="cpu", int8=True)
 
