@@ -16,7 +16,9 @@ How the numbers are kept:
   widened by :data:`MARGIN`; values beyond it saturate. A fixed range costs no pass over the data per
   frame, which would take back much of what the integers save.
 * each convolution's float output is already divided by the next layer's activation scale (folded into
-  its weight scales and bias), so re-quantising it after the activation is an add, a clamp and a cast.
+  its weight scales and bias), so re-quantising it after the activation is one pass (:func:`_padded_uint8`);
+* each layer's input is padded with its zero point (a real 0) and the zero point's share of the integer
+  sums is a constant folded into the bias (:class:`_Layer`), so oneDNN convolves with zero point 0.
 
 Where it pays (scripts/bench_engine.py, README): 4.0 at 720p, 1.3x the float blocks where float32 is the
 default (AVX2) and 1.14x over bfloat16, frame-drop PSNR within 0.05 dB of float on average. The finest
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -91,7 +94,13 @@ def available() -> bool:
 
 
 class _Layer:
-    """One convolution + PReLU with its 8-bit weights packed for oneDNN."""
+    """One convolution + PReLU with its 8-bit weights packed for oneDNN.
+
+    Its input comes padded with its zero point (:func:`_padded_uint8`), which is a real 0, so the zero
+    point is taken out of the integer sums once, here, as a constant per output channel folded into the
+    bias: oneDNN then convolves unsigned inputs with zero point 0 and no padding of its own. Where a CPU
+    lacks VNNI (AVX2), a zero point given to oneDNN costs it a correction on every call: 10-15% of each
+    convolution, 16-21 ms of a 720p frame; with VNNI it is the same speed either way."""
 
     def __init__(self, conv: nn.Conv2d, act: nn.PReLU, scale: float, zero: int, out_scale: float) -> None:
         weight = conv.weight.detach().float()
@@ -103,15 +112,18 @@ class _Layer:
         # The output divided by out_scale: the next layer's input scale (1 where the output leaves the chain)
         self.out_weight_scales = self.weight_scales / out_scale
         self.bias = bias / out_scale
+        sums = self.weight.float().sum((1, 2, 3))
+        self.folded_bias = self.bias - zero * scale * self.out_weight_scales * sums  # what oneDNN adds
         self.slope = act.weight.detach().float()
         self.stride, self.padding = list(conv.stride), list(conv.padding)
         self.zeros = torch.zeros(weight.shape[0], dtype=torch.long)
-        self.packed = torch.ops.onednn.qconv_prepack(self.weight, self.out_weight_scales, scale, zero, self.stride,
-                                                     self.padding, [1, 1], 1, None)  # fmt: skip
+        self.packed = torch.ops.onednn.qconv_prepack(self.weight, self.out_weight_scales, scale, 0, self.stride,
+                                                     [0, 0], [1, 1], 1, None)  # fmt: skip
 
     def __call__(self, q: Tensor) -> Tensor:
-        y = torch.ops.onednn.qconv2d_pointwise(q, self.scale, self.zero, self.packed, self.out_weight_scales,
-                                               self.zeros, self.bias, self.stride, self.padding, [1, 1], 1, 1.0, 0,
+        """The layer's float32 output for ``q``, its input from :func:`_padded_uint8`."""
+        y = torch.ops.onednn.qconv2d_pointwise(q, self.scale, 0, self.packed, self.out_weight_scales, self.zeros,
+                                               self.folded_bias, self.stride, [0, 0], [1, 1], 1, 1.0, 0,
                                                torch.float32, "none", [], "")  # fmt: skip
         return F.prelu(y, self.slope)
 
@@ -125,12 +137,57 @@ def _scale_of(low: float, high: float, margin: float) -> tuple[float, int]:
     return scale, round(-low / scale)
 
 
-def _to_uint8(x: Tensor, offset: float) -> Tensor:
-    """``x + offset`` rounded and saturated to 0..255 (``x`` already in units of the scale; the add is
-    in place on a float32 ``x``, which the caller no longer needs)."""
-    # +0.5 then truncation: round half up. Through int16, because float32 -> uint8 directly is a slow cast
-    # here (1.0 ms for a 64 x 184 x 320 map, against 0.3 ms for both of these)
-    return x.add_(offset + 0.5).clamp_(0, 255).to(torch.int16).to(torch.uint8)
+def _padded_uint8(x: Tensor, zero: int, padding: Sequence[int], scale: float | None = None) -> Tensor:
+    """``x / scale + zero`` rounded and saturated to 0..255, channels-last uint8, with ``padding`` (rows,
+    columns) of ``zero`` around it. Without ``scale``, ``x`` is already in units of the scale and is used
+    up (overwritten: the caller no longer needs it); with one, ``x`` is left as it is."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    q = torch.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=torch.uint8, device=x.device,
+                    memory_format=torch.channels_last)  # fmt: skip
+    if ph:
+        q[:, :, :ph].fill_(zero)
+        q[:, :, ph + h :].fill_(zero)
+    if pw:
+        q[:, :, ph : ph + h, :pw].fill_(zero)
+        q[:, :, ph : ph + h, pw + w :].fill_(zero)
+    inner = q[:, :, ph : ph + h, pw : pw + w]
+    if _fused_quantize():
+        inner.copy_(_bytes(torch.quantize_per_tensor(x, 1.0 if scale is None else scale, zero, torch.quint8)))
+    else:
+        # +0.5 then truncation (round half up, where the fused path rounds half to even: the two differ only
+        # on exact ties). Through int16: float32 -> uint8 directly is a slow cast (1.0 ms for a 64 x 184 x 320
+        # map, against 0.3 ms for both of these)
+        x = x if scale is None else x.mul(1 / scale)
+        inner.copy_(x.add_(zero + 0.5).clamp_(0, 255).to(torch.int16))
+    return q
+
+
+def _bytes(q: Tensor) -> Tensor:
+    """The uint8 values behind a quint8 tensor, without a copy (``int_repr`` copies them, as slowly as the
+    int16 path; a ``view`` as uint8 is refused)."""
+    return torch.empty(0, dtype=torch.uint8, device=q.device).set_(q.untyped_storage(), q.storage_offset(),
+                                                                   q.size(), q.stride())  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _fused_quantize() -> bool:
+    """Whether ``torch.quantize_per_tensor`` is here and its values can be read as uint8: it scales, rounds,
+    saturates and narrows in one pass over the data, where the int16 path takes four (7 ms of a 720p frame
+    under AVX2, 3-4 ms with AVX512, scripts/bench_engine.py). PyTorch has deprecated it; where it is gone
+    or misbehaves, the int16 path does the same work. Its one deprecation warning is consumed here."""
+    if not hasattr(torch, "quantize_per_tensor") or not hasattr(torch.Tensor, "untyped_storage"):
+        return False
+    try:
+        x = (torch.arange(-40, 40, dtype=torch.float32) * 0.37 + 0.011).view(1, 8, 2, 5)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = _bytes(torch.quantize_per_tensor(x, 0.5, 17, torch.quint8))
+        want = (x / 0.5 + 17).round().clamp(0, 255).to(torch.uint8)
+        return got.dtype == torch.uint8 and bool(torch.equal(got, want))
+    except Exception:  # noqa: BLE001 - any failure here means: use the int16 path
+        return False
 
 
 class _Chain(nn.Module):
@@ -151,26 +208,22 @@ class _Chain(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         first = self.layers[0]
-        q = _to_uint8(x.float().mul(1 / first.scale), first.zero)
-        features = y = first(q)
+        features = y = first(_padded_uint8(x.float(), first.zero, first.padding, first.scale))
         for i, layer in enumerate(self.layers[1:], 1):
-            if i == 1:
-                q = _to_uint8(y.mul(1 / layer.scale), layer.zero)
-            else:
-                q = _to_uint8(y, layer.zero)  # already in this layer's units
-            y = layer(q)
+            # the first layer's output is in its own units (and is also the block's features, kept); the
+            # others' are already in the next layer's
+            y = layer(_padded_uint8(y, layer.zero, layer.padding, layer.scale if i == 1 else None))
         return features, y
 
     def reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The same arithmetic in float32 ops (for checks): quantise, dequantise, convolve, activate."""
+        """The same arithmetic in float32 ops (for checks): quantise (rounding as the path in use does),
+        dequantise, convolve with zero padding and the bias as it is, activate."""
         outs = []
         y = x.float()
         for i, layer in enumerate(self.layers):
-            if i <= 1:
-                q = (y / layer.scale + layer.zero + 0.5).clamp(0, 255).floor()
-            else:
-                q = (y + layer.zero + 0.5).clamp(0, 255).floor()
-            xd = (q - layer.zero) * layer.scale
+            y = y / layer.scale if i <= 1 else y
+            q = (y.round() if _fused_quantize() else (y + 0.5).floor()) + layer.zero
+            xd = (q.clamp(0, 255) - layer.zero) * layer.scale
             w = layer.weight.float() * layer.out_weight_scales.view(-1, 1, 1, 1)
             y = F.prelu(F.conv2d(xd, w, layer.bias, layer.stride, layer.padding), layer.slope)
             outs.append(y)
