@@ -155,11 +155,10 @@ def _padded_uint8(x: Tensor, zero: int, padding: Sequence[int], scale: float | N
     if _fused_quantize():
         inner.copy_(_bytes(torch.quantize_per_tensor(x, 1.0 if scale is None else scale, zero, torch.quint8)))
     else:
-        # +0.5 then truncation (round half up, where the fused path rounds half to even: the two differ only
-        # on exact ties). Through int16: float32 -> uint8 directly is a slow cast (1.0 ms for a 64 x 184 x 320
-        # map, against 0.3 ms for both of these)
+        # Rounded half to even, as the fused path rounds. Through int16: float32 -> uint8 directly is a slow
+        # cast (1.0 ms for a 64 x 184 x 320 map, against 0.3 ms for both of these)
         x = x if scale is None else x.mul(1 / scale)
-        inner.copy_(x.add_(zero + 0.5).clamp_(0, 255).to(torch.int16))
+        inner.copy_(x.round_().add_(zero).clamp_(0, 255).to(torch.int16))
     return q
 
 
@@ -173,7 +172,7 @@ def _bytes(q: Tensor) -> Tensor:
 @lru_cache(maxsize=1)
 def _fused_quantize() -> bool:
     """Whether ``torch.quantize_per_tensor`` is here and its values can be read as uint8: it scales, rounds,
-    saturates and narrows in one pass over the data, where the int16 path takes four (7 ms of a 720p frame
+    saturates and narrows in one pass over the data, where the int16 path takes five (7 ms of a 720p frame
     under AVX2, 3-4 ms with AVX512, scripts/bench_engine.py). PyTorch has deprecated it; where it is gone
     or misbehaves, the int16 path does the same work. Its one deprecation warning is consumed here."""
     if not hasattr(torch, "quantize_per_tensor") or not hasattr(torch.Tensor, "untyped_storage"):
@@ -216,13 +215,13 @@ class _Chain(nn.Module):
         return features, y
 
     def reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The same arithmetic in float32 ops (for checks): quantise (rounding as the path in use does),
-        dequantise, convolve with zero padding and the bias as it is, activate."""
+        """The same arithmetic in float32 ops (for checks): quantise, dequantise, convolve with zero padding
+        and the bias as it is, activate."""
         outs = []
         y = x.float()
         for i, layer in enumerate(self.layers):
             y = y / layer.scale if i <= 1 else y
-            q = (y.round() if _fused_quantize() else (y + 0.5).floor()) + layer.zero
+            q = y.round() + layer.zero  # half to even, as both paths round
             xd = (q.clamp(0, 255) - layer.zero) * layer.scale
             w = layer.weight.float() * layer.out_weight_scales.view(-1, 1, 1, 1)
             y = F.prelu(F.conv2d(xd, w, layer.bias, layer.stride, layer.padding), layer.slope)

@@ -434,8 +434,9 @@ class IFNet(_Network):
                 rx = (_swap_halves(warped), *(_swap_halves(t) for t in wfeats), 1 - timestep, -mask)
                 d, mr, _ = block(rx, _swap(flow), scales[i])
                 delta, m = (delta + _swap(d)) / 2, (m - mr) / 2
-            flow = flow + delta
-            mask = mask + m if traits.accumulate_mask else m
+            # Into the block's fresh output, which nothing else holds (the same sums, one full-size map fewer)
+            flow = delta.add_(flow)
+            mask = m.add_(mask) if traits.accumulate_mask else m
             if steps is not None:
                 steps.append((flow, mask))
         warped = warp_pair(images, flow)
