@@ -21,7 +21,10 @@ and the next ``--repeats`` give the median and interquartile range of seconds pe
   through the pipe is not timed, and its RSS is the child's). Every figure is also
   reported as its speed relative to this one (baseline s/frame / this s/frame; above 1 is faster).
 * ``stream``: ``Interpolator(model, dtype=<precision>)`` with channels-last convolutions, run as a stream:
-  each source frame is prepared once, so one call is "prepare the next frame, interpolate the pair".
+  each source frame is prepared once, so one call is "prepare the next frame, interpolate the pair". A
+  named dtype keeps float blocks; where the engine's own choice differs (on the CPU, the 8-bit blocks of
+  ``vsrife.int8`` for weights with measured ranges), ``Interpolator(model)`` is a row of its own, its
+  precision written ``<dtype>+int8``.
 * ``stream`` compiled: the same with the network wrapped in ``torch.compile`` (``--compile-mode``), on GPUs
   by default and on the CPU only with ``--compile on``. Its first warm-up call includes the compilation,
   reported as ``compile_s``; whether compiling pays off is stated against the uncompiled row.
@@ -31,7 +34,8 @@ resolution), the first scale and each device's default precision, the three ways
 on the same short clip (``--clip-frames`` frames, written once as H.264 with PyAV and decoded back, 2x):
 
 * ``engine``: the clip's frames and pairs submitted to the device's ``Batcher`` without waiting, as
-  ``vsrife video`` does (a bounded number in flight), every middle frame copied back to the host;
+  ``vsrife video`` does (a bounded number in flight), every middle frame copied back to the host, with
+  the engine's own choice of precision (``Interpolator(model)``, as ``vsrife video`` makes it);
 * ``filter``: ``vsrife.RIFE`` on an RGBS clip of those frames (RGBH in and out with fp16), every output
   frame requested through ``clip.frames()``, concurrently and in order as ``vspipe`` does (only where
   ``import vapoursynth`` works);
@@ -252,6 +256,9 @@ def build_runners(model: str, dev: torch.device, scale: float, precisions: list[
                   mode: str) -> list[Runner]:  # fmt: skip
     runners = [Runner("stream", p, False, Interpolator(model, device=dev, dtype=PRECISIONS[p], scale=scale))
                for p in precisions]  # fmt: skip
+    default = Interpolator(model, device=dev, scale=scale)  # the engine's own choice, as vsrife video makes it
+    if default.int8:
+        runners.append(Runner("stream", f"{NAMES[default.dtype]}+int8", False, default))
     if compile_:
         torch._dynamo.reset()
         for p in precisions:
@@ -399,7 +406,7 @@ def three_ways(model: str, dev: torch.device, scale: float, res: str, args: argp
     except ImportError as e:
         has_vs = False
         log(f"  no VapourSynth ({e}): the filter path is skipped")
-    it = Interpolator(model, device=dev, dtype=dtype, scale=scale)
+    it = Interpolator(model, device=dev, scale=scale)  # the engine's own choice (dtype, 8-bit blocks)
     fp16 = dtype != torch.float32
     results: dict[str, list[dict]] = {"engine": [], "filter": [], "cli": []}
     errors: dict[str, str] = {}
@@ -433,6 +440,8 @@ def three_ways(model: str, dev: torch.device, scale: float, res: str, args: argp
               "others_cores": load.others}  # fmt: skip
     for path in paths:
         rec = {**common, "path": path}
+        if it.int8 and path != "filter":  # the filter names its precision, so its blocks stay float
+            rec["precision"] += "+int8"
         if path in errors:
             records.append({**rec, "error": errors[path]})
             continue
