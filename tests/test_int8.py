@@ -82,6 +82,26 @@ def test_integer_convolutions_compute_the_quantised_arithmetic(channels_last, fu
     assert psnr(out / want.abs().max(), want / want.abs().max()) > 30
 
 
+@needs_int8
+def test_weights_are_packed_for_each_input_size_and_give_the_same_arithmetic():
+    """oneDNN chooses its kernel (and the weights' layout) by input size, so each layer keeps its weights
+    packed per size, a bounded number of sizes; every size computes what the float reference does."""
+    layers = _layers([8, 16, 16], [2, 1])
+    chain = int8._Chain(layers, [(-1.0, 1.0), (-0.5, 1.5)], margin=1.0)
+    g = torch.Generator().manual_seed(2)
+    for h, w in ((12, 20), (34, 60), (12, 20)):
+        x = (torch.rand(1, 8, h, w, generator=g) * 2 - 1).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            first, out = chain(x)
+            want_first, want_out = chain.reference(x)
+        assert (first - want_first).abs().max() < 1e-3 and (out - want_out).abs().mean() < 1e-3
+    layer = chain.layers[1]
+    assert sorted(layer._packed) == [(1, 16, 8, 12), (1, 16, 19, 32)]  # padded inputs of the two sizes
+    for k in range(int8._PACKED_SIZES):  # many new sizes: the oldest are let go
+        layer.packed((1, 16, 8 + k, 40))
+    assert len(layer._packed) <= int8._PACKED_SIZES
+
+
 def test_which_layers_run_on_8_bits_and_the_float_network_is_untouched(weights_40):
     if not int8.available():
         pytest.skip("this PyTorch has no working oneDNN int8 convolution (torch.ops.onednn)")
