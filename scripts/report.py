@@ -79,6 +79,10 @@ def speed_section(s: dict) -> list[str]:
         "included).",
         *(f"- {n}" for n in s.get("notes", [])),
     ]
+    if any(str(r.get("precision", "")).endswith("+int8") for r in s["records"]):
+        notes.append("- `+int8`: the engine's own choice where no dtype is named (`Interpolator(model)`, `vsrife "
+                     "video`): that dtype with the 8-bit blocks of `vsrife.int8`; a named dtype, as the filter's, "
+                     "keeps float blocks.")  # fmt: skip
     if s.get("contended"):
         notes.append("- other processes took CPU time during some measurements; see the JSON's cpu_use")
     return [f"Speed: {machine_line(s['machine'])}.", "", *rows, "", *notes]

@@ -20,8 +20,8 @@ How the numbers are kept:
 * each layer's input is padded with its zero point (a real 0) and the zero point's share of the integer
   sums is a constant folded into the bias (:class:`_Layer`), so oneDNN convolves with zero point 0.
 
-Where it pays (scripts/bench_engine.py, README): 4.0 at 720p, 1.3x the float blocks where float32 is the
-default (AVX2) and 1.14x over bfloat16, frame-drop PSNR within 0.05 dB of float on average. The finest
+Where it pays (scripts/bench_engine.py, README): 4.0 at 720p, 1.43x the float blocks where float32 is the
+default (AVX2) and 1.22x over bfloat16, frame-drop PSNR within 0.05 dB of float on average. The finest
 block's first two quantisable layers stay float (see :data:`FINEST_START`). Only the PReLU family
 (4.0/4.1) has an 8-bit form, and only weights whose ranges were measured: so far the catalogue's 4.0
 weights, the only ones whose quality can be checked here on real footage (tests/test_int8.py).
