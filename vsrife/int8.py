@@ -155,8 +155,8 @@ def _scale_of(low: float, high: float, margin: float) -> tuple[float, int]:
 
 def _padded_uint8(x: Tensor, zero: int, padding: Sequence[int], scale: float | None = None) -> Tensor:
     """``x / scale + zero`` rounded and saturated to 0..255, channels-last uint8, with ``padding`` (rows,
-    columns) of ``zero`` around it. Without ``scale``, ``x`` is already in units of the scale and is used
-    up (overwritten: the caller no longer needs it); with one, ``x`` is left as it is."""
+    columns) of ``zero`` around it. Without ``scale``, ``x`` is already in units of the scale and may be
+    overwritten (the caller no longer needs it); with one, ``x`` is left as it is."""
     n, c, h, w = x.shape
     ph, pw = padding
     q = torch.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=torch.uint8, device=x.device,
