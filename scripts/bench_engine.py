@@ -68,7 +68,7 @@ from vsrife.engine import Frame, Interpolator, default_device, default_dtype
 from vsrife.video import frames_of
 from vsrife.weights import fetch_file
 
-from benchlib import machine_info, write_results
+from benchlib import cpu_kind, machine_info, write_results
 from upstream_path import PlainProcess, baseline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,8 +284,9 @@ def markdown(result: dict) -> str:
         f"### Engine benchmark: RIFE {cfg['model']}, {cfg['sample']} {cfg['width']}x{cfg['height']}, "
         f"scale {cfg['scale']}",
         "",
-        f"{m['cpu']}, {m['cores_available']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"{m['date']}. {cfg['timed_calls']} timed calls per path after {cfg['warmup']} warm-up, interleaved.",
+        f"{m['cpu']}, {m['cores_available']} cores, {cpu_kind(m)}, torch {m['torch']} ({m['torch_threads']} "
+        f"threads), {m['date']}. {cfg['timed_calls']} timed calls per path after {cfg['warmup']} warm-up, "
+        "interleaved.",
         "",
         f"Plain path: {result['plain_path']}.",
         "",

@@ -55,6 +55,17 @@ def machine_info(devices: list[torch.device] | None = None) -> dict:
     }
 
 
+def cpu_kind(machine: dict) -> str:
+    """Which kind of CPU a result is from, in words: native bf16 or not, and the instruction-set limit a
+    run set on a CPU that has more (so an emulated AVX2 figure never reads as a real AVX2 CPU's)."""
+    kind = "CPU with native bf16" if machine.get("cpu_native_bf16") else "CPU without native bf16 (AVX2)"
+    limits = machine.get("isa_limits") or {}
+    if limits:
+        has = "native bf16" if "avx512_bf16" in (machine.get("cpu_flags") or []) else "more"
+        kind += f", as {' '.join(f'{k}={v}' for k, v in sorted(limits.items()))} makes a CPU with {has}"
+    return kind
+
+
 def write_results(result: dict, json_path: Path, markdown: str, markdown_path: Path | None = None) -> None:
     """The JSON to ``json_path``; the Markdown to ``markdown_path``, or to stdout. Notes go to stderr."""
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from benchlib import cpu_kind
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 DEDUP = ("<!-- dedup:begin -->", "<!-- dedup:end -->")
@@ -39,7 +41,7 @@ def machine_line(machine: dict) -> str:
         parts.append(f"{machine['ram_gib']:.0f} GiB")
     parts.append(", ".join(machine.get("gpus") or []) or (machine.get("gpu") or "no GPU"))
     if "cpu_native_bf16" in machine:
-        parts.append("CPU with native bf16" if machine["cpu_native_bf16"] else "CPU without native bf16 (AVX2)")
+        parts.append(cpu_kind(machine))
     parts.append(f"torch {machine.get('torch', '?')}")
     return ", ".join(p for p in parts if p) + f"; measured {machine.get('date', '?')}"
 
