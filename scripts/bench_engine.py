@@ -410,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {"model": args.model, "scale": args.scale, "sample": args.sample, "width": width, "height": height,
                    "timestep": TIMESTEP, "timed_calls": args.frames, "warmup": args.warmup,
                    "threads": args.threads, "quality_triplets": args.quality_triplets,
-                   "default_int8": bool(getattr(default.interpolator, "int8", False))},  # fmt: skip
+                   "default_int8": default.interpolator.int8},  # fmt: skip
         "machine": {**machine_info([device]), "device": str(device), "loadavg_before": load_before, "loadavg_after": load_after},
         "paths": [
             {"key": p.key, "label": p.label, "dtype": p.dtype, "layout": p.layout, "stream": p.stream,
