@@ -6,8 +6,9 @@ keep them in the catalogue (models/int8.json) under the weights file's sha256.
 
 The float32 network runs on the CPU over vsrife.int8.CALIBRATION_FOOTAGE (sample clips from the package
 index, none of them the footage that the benchmarks and quality tests score) and records the smallest and
-largest input of every quantised layer. Check the quality afterwards: scripts/bench_engine.py scores the
-default path (which then runs on 8 bits) against the plain float path on other footage.
+largest value of each input channel of every quantised layer. Check the quality afterwards:
+scripts/bench_engine.py scores the default path (which then runs on 8 bits) against the plain float path
+on other footage.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _dumps(table: dict) -> str:
                   f'   "footage": {json.dumps(entry["footage"])},', '   "ranges": {']
         blocks = list(entry["ranges"].items())
         for j, (b, rows) in enumerate(blocks):
-            lines.append(f'    "{b}": {json.dumps(rows)}' + ("," if j < len(blocks) - 1 else ""))
+            lines.append(f'    "{b}": [')
+            lines += [f"     {json.dumps(row)}" + ("," if k < len(rows) - 1 else "") for k, row in enumerate(rows)]
+            lines.append("    ]" + ("," if j < len(blocks) - 1 else ""))
         lines += ["   }", "  }" + ("," if i < len(entries) - 1 else "")]
     lines += [" }", "}"]
     return "\n".join(lines) + "\n"
@@ -51,7 +54,8 @@ def main() -> None:
     table["weights"][weights_digest(interpolator.weights)] = {
         "model": args.model,
         "footage": [[name, list(starts)] for name, starts in int8.CALIBRATION_FOOTAGE],
-        "ranges": {b: [[round(lo, 6), round(hi, 6)] for lo, hi in rows] for b, rows in ranges.items()},
+        "ranges": {b: [[[round(v, 6) for v in lows], [round(v, 6) for v in highs]] for lows, highs in rows]
+                   for b, rows in ranges.items()},  # fmt: skip
     }
     TABLE.write_text(_dumps(table), "utf-8")
     print(f"{args.model}: ranges of {sum(len(r) for r in ranges.values())} layers written to {TABLE}")

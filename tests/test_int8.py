@@ -82,6 +82,58 @@ def test_integer_convolutions_compute_the_quantised_arithmetic(channels_last, fu
     assert psnr(out / want.abs().max(), want / want.abs().max()) > 30
 
 
+def _wide_channel_layers() -> tuple[list[tuple[nn.Conv2d, nn.PReLU]], torch.Tensor, list]:
+    """Three layers whose inputs each have one channel 40x wider than the rest (as the finest 4.0 block's
+    first unit has), an input, and every layer's per-channel input range (lows, highs) as measured."""
+    layers = _layers([16, 24, 24, 24], [2, 1, 1], seed=4)
+    with torch.no_grad():
+        for conv, _ in layers:  # each layer makes its output channel 0 wide, and reads it back 40x smaller
+            conv.weight[0] *= 40
+            conv.bias[0] *= 40
+        for conv, _ in layers[1:]:
+            conv.weight[:, 0] /= 40
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 16, 24, 40, generator=g)
+    x[:, 0] *= 40
+    ranges, y = [], x
+    with torch.no_grad():
+        for conv, act in layers:
+            ranges.append((y.amin((0, 2, 3)), y.amax((0, 2, 3))))
+            y = act(conv(y))
+    return layers, x.contiguous(memory_format=torch.channels_last), ranges
+
+
+@needs_int8
+def test_equalized_channels_compute_the_same_arithmetic_and_lose_less():
+    """With per-channel ranges the chain equalizes its channels (vsrife.int8._equalizer): oneDNN still
+    computes what the float reference of those numbers does (the factors folded into the weights, each
+    layer's output scales and the way in), and where one channel is far wider than the rest the result
+    lies much nearer the float layers than with one range for the whole tensor."""
+    layers, x, ranges = _wide_channel_layers()
+    equalized = int8._Chain(layers, ranges, margin=1.0)
+    whole = int8._Chain(layers, [(float(lo.min()), float(hi.max())) for lo, hi in ranges], margin=1.0)
+    assert not torch.allclose(equalized.layers[1].input_factor, equalized.layers[1].input_factor[:, :1])
+    with torch.inference_mode():
+        first, out = equalized(x)
+        want_first, want_out = equalized.reference(x)
+        assert (first - want_first).abs().max() < 1e-3 * float(want_first.abs().max())
+        assert (out - want_out).abs().mean() < 1e-3 * float(want_out.abs().mean())
+        truth = x
+        for conv, act in layers:
+            truth = act(conv(truth))
+        err_equalized = float((out - truth).abs().mean())
+        err_whole = float((whole(x)[1] - truth).abs().mean())
+    assert err_equalized < 0.5 * err_whole, (err_equalized, err_whole)
+    # without any spread to take out, the factors are all one: the same chain as with one range
+    flat = [(torch.full((lo.numel(),), -1.0), torch.full((lo.numel(),), 1.0)) for lo, _ in ranges]
+    layers_alike = _layers([16, 24, 24, 24], [2, 1, 1])
+    with torch.no_grad():
+        for conv, _ in layers_alike:  # every input channel's weights equally large
+            conv.weight.copy_(conv.weight.sign() * 0.05)
+    chain = int8._Chain(layers_alike, flat, margin=1.0)
+    assert all(torch.allclose(layer.input_factor, layer.input_factor.flatten()[0]) for layer in chain.layers)
+
+
 @needs_int8
 def test_weights_are_packed_for_each_input_size_and_give_the_same_arithmetic():
     """oneDNN chooses its kernel (and the weights' layout) by input size, so each layer keeps its weights
@@ -196,4 +248,6 @@ def test_the_catalogue_ranges_are_what_the_calibration_script_measures(tmp_path,
     measured = json.loads(table.read_text("utf-8"))["weights"][weights_digest(weights_40)]["ranges"]
     assert measured.keys() == known.keys()
     for b in known:
-        assert torch.allclose(torch.tensor(measured[b]), torch.tensor(known[b]), rtol=1e-3, atol=1e-4), b
+        assert len(measured[b]) == len(known[b]) == 9, b
+        for k, (got, want) in enumerate(zip(measured[b], known[b])):  # lows and highs of each input channel
+            assert torch.allclose(torch.tensor(got), torch.tensor(want), rtol=1e-3, atol=1e-4), (b, k)

@@ -56,6 +56,12 @@ __all__ = [
 
 WEIGHT_LEVELS = 63  # 7-bit weights: see the module docstring
 MARGIN = 2.0  # measured activation ranges are widened this much before they become fixed
+# How far channels are equalized (_equalizer). Chosen on the calibration clips' frame-drop triplets (bikes
+# 100-162, carphone 10-72), 4.0, finest block from its first unit, against the float path: 0.1 / 0.2 / 0.3
+# / 0.5 gave mean +0.38 / +0.39 / +0.24 / -0.07 dB on bikes (worst frame -0.46 / -0.31 / -0.56 / -0.66)
+# and +0.16 / +0.19 / +0.08 / -0.33 on carphone (worst -1.37 / -0.30 / -0.70 / -1.12); without it, -0.06
+# and -0.25 (worst -1.08, -1.51). Then checked once on bigbuckbunny, which chose nothing (README).
+EQUALIZATION = 0.2
 
 
 def supports(network: nn.Module) -> bool:
@@ -100,18 +106,28 @@ class _Layer:
     point is taken out of the integer sums once, here, as a constant per output channel folded into the
     bias: oneDNN then convolves unsigned inputs with zero point 0 and no padding of its own. Where a CPU
     lacks VNNI (AVX2), a zero point given to oneDNN costs it a correction on every call: 10-15% of each
-    convolution, 16-21 ms of a 720p frame; with VNNI it is the same speed either way."""
+    convolution, 16-21 ms of a 720p frame; with VNNI it is the same speed either way.
 
-    def __init__(self, conv: nn.Conv2d, act: nn.PReLU, scale: float, zero: int, out_scale: float) -> None:
+    ``equal`` (one factor per input channel, :func:`_equalizer`) is how much smaller this layer's input
+    channels arrive than the float layer's: its weights are that much larger, so the convolution is the
+    same. ``out_div`` (a number, or one per output channel) divides the output: the next layer's scale
+    times its own equalizer, which the PReLU, positively homogeneous, lets through unchanged."""
+
+    def __init__(self, conv: nn.Conv2d, act: nn.PReLU, scale: float, zero: int, out_div: float | Tensor,
+                 equal: Tensor | None = None) -> None:  # fmt: skip
         weight = conv.weight.detach().float()
-        self.scale, self.zero = scale, zero  # of this layer's input
+        if equal is None:
+            equal = torch.ones(weight.shape[1])
+        weight = weight * equal.view(1, -1, 1, 1)
+        self.scale, self.zero = scale, zero  # of this layer's (equalized) input
+        # What a float input is multiplied by before it is rounded, where it is not already in these units
+        self.input_factor = (1 / (equal * scale)).view(1, -1, 1, 1)
         self.weight_scales = (weight.abs().amax((1, 2, 3)) / WEIGHT_LEVELS).clamp_min(1e-12)
         self.weight = (weight / self.weight_scales.view(-1, 1, 1, 1)).round().clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS)
         self.weight = self.weight.to(torch.int8)
         bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(weight.shape[0])
-        # The output divided by out_scale: the next layer's input scale (1 where the output leaves the chain)
-        self.out_weight_scales = self.weight_scales / out_scale
-        self.bias = bias / out_scale
+        self.out_weight_scales = self.weight_scales / out_div
+        self.bias = bias / out_div
         sums = self.weight.float().sum((1, 2, 3))
         self.folded_bias = self.bias - zero * scale * self.out_weight_scales * sums  # what oneDNN adds
         self.slope = act.weight.detach().float()
@@ -151,6 +167,25 @@ def _scale_of(low: float, high: float, margin: float) -> tuple[float, int]:
         high = 1.0
     scale = (high - low) / 255
     return scale, round(-low / scale)
+
+
+def _equalizer(low: Tensor, high: Tensor, weight: Tensor, strength: float) -> Tensor:
+    """One factor per input channel of a layer whose input channels span ``low``..``high`` (per channel, as
+    measured) and whose float ``weight`` is out x in x k x k: the channels are divided by it on the way in
+    and the weights multiplied by it, which leaves the convolution as it was.
+
+    An 8-bit scale is one per tensor, so a few channels far wider than the rest leave the others few steps
+    (the finest block's first unit: widest channel 45, median 5); and the 7-bit weights are scaled per
+    output channel, so an input channel whose weights are far larger than the rest does the same to them.
+    The factor ``span ** strength / weight ** (1 - strength)`` moves part of each channel's range from the
+    activations to the weights (cross-layer equalization, Nagel et al. 2019): ``strength`` 1 gives every
+    channel the same span, 0 every channel's weights the same magnitude."""
+    span = torch.maximum(high, torch.zeros_like(high)) - torch.minimum(low, torch.zeros_like(low))
+    span = span.clamp_min(float(span.max()) * 1e-3 + 1e-12)  # channels that never move keep a sane factor
+    magnitude = weight.detach().float().abs().amax((0, 2, 3))
+    magnitude = magnitude.clamp_min(float(magnitude.max()) * 1e-3 + 1e-12)
+    factor = span**strength / magnitude ** (1 - strength)
+    return factor / factor.max()
 
 
 def _padded_uint8(x: Tensor, zero: int, padding: Sequence[int], scale: float | None = None) -> Tensor:
@@ -197,27 +232,36 @@ def _fused_quantize() -> bool:
 
 class _Chain(nn.Module):
     """Layers in sequence on 8 bits, float in and float out. ``forward`` returns the first layer's output
-    (float32, in its own units) and the last one's."""
+    (float32, in its own units) and the last one's.
 
-    def __init__(self, layers: Sequence[tuple[nn.Conv2d, nn.PReLU]], ranges: Sequence[tuple[float, float]],
-                 margin: float = MARGIN) -> None:  # fmt: skip
+    ``ranges`` holds each layer's input range: (low, high) for the whole tensor, or a tensor of lows and
+    one of highs per channel, with which the channels are equalized (:func:`_equalizer`, ``strength``)."""
+
+    def __init__(self, layers: Sequence[tuple[nn.Conv2d, nn.PReLU]], ranges: Sequence, margin: float = MARGIN,
+                 strength: float = EQUALIZATION) -> None:  # fmt: skip
         super().__init__()
         if len(layers) != len(ranges):
             raise ValueError(f"{len(layers)} layers but {len(ranges)} ranges")
-        points = [_scale_of(lo, hi, margin) for lo, hi in ranges]
+        equals, points = [], []
+        for (conv, _), (low, high) in zip(layers, ranges):
+            low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+            equal = _equalizer(low, high, conv.weight, strength) if low.dim() else torch.ones(conv.in_channels)
+            equals.append(equal)
+            points.append(_scale_of(float((low / equal).min()), float((high / equal).max()), margin))
         self.layers = []
-        for i, ((conv, act), (scale, zero)) in enumerate(zip(layers, points)):
-            # The first layer's output is also wanted as it is (the block's features, for its residual).
-            out_scale = points[i + 1][0] if 0 < i < len(points) - 1 else 1.0
-            self.layers.append(_Layer(conv, act, scale, zero, out_scale))
+        for i, ((conv, act), (scale, zero), equal) in enumerate(zip(layers, points, equals)):
+            # The first layer's output is also wanted as it is (the block's features, for its residual); the
+            # last one's leaves the chain. The others' come out in the next layer's units.
+            out_div = points[i + 1][0] * equals[i + 1] if 0 < i < len(points) - 1 else 1.0
+            self.layers.append(_Layer(conv, act, scale, zero, out_div, equal))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         first = self.layers[0]
-        features = y = first(_padded_uint8(x.float(), first.zero, first.padding, first.scale))
+        features = y = first(_padded_uint8(x * first.input_factor, first.zero, first.padding))
         for i, layer in enumerate(self.layers[1:], 1):
             # the first layer's output is in its own units (and is also the block's features, kept); the
             # others' are already in the next layer's
-            y = layer(_padded_uint8(y, layer.zero, layer.padding, layer.scale if i == 1 else None))
+            y = layer(_padded_uint8(y * layer.input_factor if i == 1 else y, layer.zero, layer.padding))
         return features, y
 
     def reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -226,7 +270,7 @@ class _Chain(nn.Module):
         outs = []
         y = x.float()
         for i, layer in enumerate(self.layers):
-            y = y / layer.scale if i <= 1 else y
+            y = y * layer.input_factor if i <= 1 else y
             q = y.round() + layer.zero  # half to even, as both paths round
             xd = (q.clamp(0, 255) - layer.zero) * layer.scale
             w = layer.weight.float() * layer.out_weight_scales.view(-1, 1, 1, 1)
@@ -263,20 +307,22 @@ class QuantizedBody(nn.Module):
 
 
 def measure_ranges(network: nn.Module, pairs: Iterable[tuple[Tensor, Tensor]], timestep: float = 0.5
-                   ) -> dict[str, list[list[float]]]:  # fmt: skip
-    """The smallest and largest input of every quantised layer of every block of a float ``network`` over
-    the padded frame ``pairs`` at ``timestep``: ``{"0": [[low, high], ...], ...}`` (block index as text,
-    as it is kept in JSON)."""
+                   ) -> dict[str, list[list[list[float]]]]:  # fmt: skip
+    """The smallest and largest value of each input channel of every quantised layer of every block of a
+    float ``network`` over the padded frame ``pairs`` at ``timestep``: ``{"0": [[lows, highs], ...], ...}``
+    (block index as text, as it is kept in JSON; one list of lows and one of highs per layer)."""
     if not supports(network):
         raise ValueError("this architecture has no 8-bit form (only the 4.0/4.1 family does)")
-    ranges: dict[str, list[list[float]]] = {}
+    seen: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
     hooks = []
     for b, block in enumerate(network.blocks):
-        ranges[str(b)] = [[math.inf, -math.inf] for _ in _layers(block)]
         for k, (conv, _) in enumerate(_layers(block)):
-            def record(_module, args, r=ranges[str(b)][k]):
-                r[0] = min(r[0], float(args[0].min()))
-                r[1] = max(r[1], float(args[0].max()))
+            def record(_module, args, key=(b, k)):
+                x = args[0].float()
+                low, high = x.amin((0, 2, 3)), x.amax((0, 2, 3))
+                if key in seen:
+                    low, high = torch.minimum(seen[key][0], low), torch.maximum(seen[key][1], high)
+                seen[key] = (low, high)
             hooks.append(conv.register_forward_pre_hook(record))
     try:
         with torch.inference_mode():
@@ -286,7 +332,10 @@ def measure_ranges(network: nn.Module, pairs: Iterable[tuple[Tensor, Tensor]], t
     finally:
         for hook in hooks:
             hook.remove()
-    return ranges
+    if not seen:
+        raise ValueError("no frame pairs to measure")
+    return {str(b): [[seen[b, k][0].tolist(), seen[b, k][1].tolist()] for k in range(len(_layers(block)))]
+            for b, block in enumerate(network.blocks)}  # fmt: skip
 
 
 # The footage the catalogue's ranges were measured on: pairs (k, k + 2) of two sample clips (none of it is
@@ -329,15 +378,17 @@ def known_ranges(digest: str) -> dict[str, list[list[float]]] | None:
     return None if entry is None else entry["ranges"]
 
 
-# The finest block on 8 bits from its second unit on, with its measured ranges kept as they are: its
-# second stride-2 convolution and first unit read activations whose range is too wide for one 8-bit scale,
-# and its later units lose more to coarser steps than to the rare value beyond the measured range. On 30
-# frame-drop triplets of bigbuckbunny (not calibration footage), per triplet against float32 (bf16 blocks):
-#   finest block float:                      mean -0.064 dB, worst -0.27, mutual PSNR 49.6 dB
-#   from the second unit, ranges as measured: mean -0.044 dB, worst -1.25, mutual 47.8
-#   from the second unit, ranges widened 2x:  mean -0.43 dB,  worst -2.4,  mutual 44.8
-#   the whole block, ranges widened 2x:       mean -0.9 dB
-FINEST_START = 2
+# The finest block on 8 bits from its first unit on, with its measured ranges kept as they are: its second
+# stride-2 convolution reads activations too uneven for 8 bits even equalized, and its later units lose
+# more to coarser steps than to the rare value beyond the measured range. On 30 frame-drop triplets, per
+# triplet against the float blocks (float32; AVX2), mean / worst frame in dB:
+#                                    bigbuckbunny     bikes           carphone
+#   from the second unit, no equalization  +0.18 / -0.40   -0.06 / -1.08   -0.25 / -1.51
+#   from the first unit, no equalization   -0.04 / ?
+#   from the first unit, equalized         +0.40 / -0.66   +0.38 / -0.30   +0.21 / -0.28
+#   the whole block, equalized                                             -1.02 / -3.13
+# (bigbuckbunny 1-61 is not calibration footage; bikes 100-162 and carphone 10-72 chose EQUALIZATION.)
+FINEST_START = 1
 FINEST_MARGIN = 1.0
 
 
