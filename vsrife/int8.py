@@ -11,7 +11,8 @@ How the numbers are kept:
 * weights: 7-bit signed per output channel (``|q| <= 63``). A CPU without VNNI sums pairs of
   u8 x s8 products in 16 bits, which 8-bit weights can overflow; with 7 bits no pair can, so every CPU
   computes the same frames.
-* activations: 8-bit unsigned per tensor, with a fixed range per layer measured once for a weights file
+* activations: 8-bit unsigned per tensor, their channels equalized first (:func:`_equalizer`), with a
+  fixed range per layer (and per channel) measured once for a weights file
   (:func:`calibrate`, kept in the catalogue's ``int8.json`` by ``scripts/calibrate_int8.py``) and
   widened by :data:`MARGIN`; values beyond it saturate. A fixed range costs no pass over the data per
   frame, which would take back much of what the integers save.
@@ -21,7 +22,7 @@ How the numbers are kept:
   sums is a constant folded into the bias (:class:`_Layer`), so oneDNN convolves with zero point 0.
 
 Where it pays (scripts/bench_engine.py, README): 4.0 at 720p, 1.43x the float blocks where float32 is the
-default (AVX2) and 1.22x over bfloat16, frame-drop PSNR within 0.05 dB of float on average. The finest
+default (AVX2) and 1.18x over bfloat16, frame-drop PSNR 0.2-0.4 dB above float on average. The finest
 block's first two quantisable layers stay float (see :data:`FINEST_START`). Only the PReLU family
 (4.0/4.1) has an 8-bit form, and only weights whose ranges were measured: so far the catalogue's 4.0
 weights, the only ones whose quality can be checked here on real footage (tests/test_int8.py).
