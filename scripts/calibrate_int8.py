@@ -55,7 +55,7 @@ def main() -> None:
         "model": args.model,
         "footage": [[name, list(starts)] for name, starts in int8.CALIBRATION_FOOTAGE],
         "ranges": {b: [[[round(v, 6) for v in lows], [round(v, 6) for v in highs]] for lows, highs in rows]
-                   for b, rows in ranges.items()},  # fmt: skip
+                   for b, rows in ranges.items()},
     }
     TABLE.write_text(_dumps(table), "utf-8")
     print(f"{args.model}: ranges of {sum(len(r) for r in ranges.values())} layers written to {TABLE}")

@@ -23,7 +23,7 @@ How the numbers are kept:
 
 Where it pays (scripts/bench_engine.py, README): 4.0 at 720p, 1.43x the float blocks where float32 is the
 default (AVX2) and 1.18x over bfloat16, frame-drop PSNR 0.2-0.4 dB above float on average. The finest
-block's first two quantisable layers stay float (see :data:`FINEST_START`). Only the PReLU family
+block's first quantisable layer stays float (see :data:`FINEST_START`). Only the PReLU family
 (4.0/4.1) has an 8-bit form, and only weights whose ranges were measured: so far the catalogue's 4.0
 weights, the only ones whose quality can be checked here on real footage (tests/test_int8.py).
 """
@@ -31,7 +31,6 @@ weights, the only ones whose quality can be checked here on real footage (tests/
 from __future__ import annotations
 
 import json
-import math
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -189,16 +188,15 @@ def _equalizer(low: Tensor, high: Tensor, weight: Tensor, strength: float) -> Te
     return factor / factor.max()
 
 
-def _padded_uint8(x: Tensor, zero: int, padding: Sequence[int], scale: float | None = None) -> Tensor:
-    """``x / scale + zero`` rounded and saturated to 0..255 as uint8 (in ``x``'s memory format), with
-    ``padding`` (rows, columns) of ``zero`` around it. Without ``scale``, ``x`` is already in units of the
-    scale and may be overwritten (the caller no longer needs it); with one, ``x`` is left as it is."""
+def _padded_uint8(x: Tensor, zero: int, padding: Sequence[int]) -> Tensor:
+    """``x + zero`` (``x`` in units of the layer's scale) rounded and saturated to 0..255 as uint8 (in
+    ``x``'s memory format), with ``padding`` (rows, columns) of ``zero`` around it. ``x`` may be overwritten
+    (the caller no longer needs it)."""
     if _fused_quantize():
-        q = _bytes(torch.quantize_per_tensor(x, 1.0 if scale is None else scale, zero, torch.quint8))
+        q = _bytes(torch.quantize_per_tensor(x, 1.0, zero, torch.quint8))
     else:
         # Rounded half to even, as the fused path rounds. Through int16: float32 -> uint8 directly is a slow
         # cast (1.0 ms for a 64 x 184 x 320 map, against 0.3 ms for both of these)
-        x = x if scale is None else x.mul(1 / scale)
         q = x.round_().add_(zero).clamp_(0, 255).to(torch.int16).to(torch.uint8)
     ph, pw = padding
     return F.pad(q, (pw, pw, ph, ph), value=zero)
@@ -385,7 +383,7 @@ def known_ranges(digest: str) -> dict[str, list[list[float]]] | None:
 # triplet against the float blocks (float32; AVX2), mean / worst frame in dB:
 #                                    bigbuckbunny     bikes           carphone
 #   from the second unit, no equalization  +0.18 / -0.40   -0.06 / -1.08   -0.25 / -1.51
-#   from the first unit, no equalization   -0.04 / ?
+#   from the first unit, no equalization   -0.04 (its worst frame was not scored against float)
 #   from the first unit, equalized         +0.40 / -0.66   +0.38 / -0.30   +0.21 / -0.28
 #   the whole block, equalized                                             -1.02 / -3.13
 # (bigbuckbunny 1-61 is not calibration footage; bikes 100-162 and carphone 10-72 chose EQUALIZATION.)

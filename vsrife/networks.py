@@ -216,7 +216,6 @@ class FlowBlock(nn.Module):
         out = _enlarge(out, size)
         return out[:, :4], out[:, 4:5], out[:, 5:]
 
-
     def _last(self, x: Tensor) -> Tensor:
         """The last layer (a 4 x 4 stride-2 transposed convolution) on ``x``, float32, NCHW.
 
