@@ -168,6 +168,7 @@ def test_which_layers_run_on_8_bits_and_the_float_network_is_untouched(weights_4
     assert bodies[-1].before == ([finest.conv0[1]] + list(finest.convblock))[: int8.FINEST_START]
     assert len(bodies[-1].chain.layers) == 9 - int8.FINEST_START
     assert all(b.quantized is None for b in plain.network.blocks)  # its own network, not the shared float one
+    assert quantised.network.reduced_warps and not plain.network.reduced_warps
     assert "int8=True" in repr(quantised)
 
 
@@ -213,6 +214,33 @@ def test_int8_keeps_frame_drop_quality_on_real_footage(weights_40):
         loss.append(psnr(out_f, truth) - psnr(out_q, truth))
         closeness.append(psnr(out_q, out_f))
     assert sum(loss) / len(loss) <= 0.1, loss
+    assert min(closeness) > 40, closeness
+
+
+def test_reduced_warps_change_frames_little_on_real_footage(weights_40):
+    """The half-size block's input warped at half size (what the 8-bit form does), in the float network on
+    bigbuckbunny: frames within 40 dB of the full-size warp's, frame-drop PSNR within 0.05 dB of it on
+    average; the full warp comes back when it is turned off (the same frames as a fresh float network)."""
+    frames = decode_rgb(fetch_sample("bigbuckbunny", progress=False), 10)
+    interp = Interpolator("4.0", weights=weights_40, device="cpu", dtype=torch.float32, int8=False)
+    network = interp.network
+    assert not network.reduced_warps
+    changes, closeness = [], []
+    try:
+        for k in range(4):
+            a, b, truth = frames[2 * k + 1], frames[2 * k + 3], frames[2 * k + 2]
+            full = interp.interpolate(a, b, 0.5)
+            network.reduced_warps = True
+            reduced = interp.interpolate(a, b, 0.5)
+            network.reduced_warps = False
+            again = interp.interpolate(a, b, 0.5)
+            assert torch.equal(full, again)
+            assert not torch.equal(full, reduced)
+            changes.append(psnr(reduced, truth) - psnr(full, truth))
+            closeness.append(psnr(reduced, full))
+    finally:
+        network.reduced_warps = False  # the network is shared within the process
+    assert abs(sum(changes) / len(changes)) <= 0.05, changes
     assert min(closeness) > 40, closeness
 
 
