@@ -124,6 +124,14 @@ def test_equalized_channels_compute_the_same_arithmetic_and_lose_less():
         err_equalized = float((out - truth).abs().mean())
         err_whole = float((whole(x)[1] - truth).abs().mean())
     assert err_equalized < 0.5 * err_whole, (err_equalized, err_whole)
+    # where the first layer's output is not wanted as it is, it comes out in the next layer's units (no
+    # pass to convert it): the same last output, and its reference agrees
+    lean = int8._Chain(layers, ranges, margin=1.0, keep_first=False)
+    with torch.inference_mode():
+        none, lean_out = lean(x)
+        assert none is None
+        assert (lean_out - out).abs().mean() < 1e-3 * float(out.abs().mean())
+        assert (lean_out - lean.reference(x)[1]).abs().mean() < 1e-3 * float(out.abs().mean())
     # without any spread to take out, the factors are all one: the same chain as with one range
     flat = [(torch.full((lo.numel(),), -1.0), torch.full((lo.numel(),), 1.0)) for lo, _ in ranges]
     layers_alike = _layers([16, 24, 24, 24], [2, 1, 1])

@@ -231,13 +231,14 @@ def _fused_quantize() -> bool:
 
 class _Chain(nn.Module):
     """Layers in sequence on 8 bits, float in and float out. ``forward`` returns the first layer's output
-    (float32, in its own units) and the last one's.
+    (float32, in its own units; None where ``keep_first`` is False, which spares a pass over it) and the
+    last one's.
 
     ``ranges`` holds each layer's input range: (low, high) for the whole tensor, or a tensor of lows and
     one of highs per channel, with which the channels are equalized (:func:`_equalizer`, ``strength``)."""
 
     def __init__(self, layers: Sequence[tuple[nn.Conv2d, nn.PReLU]], ranges: Sequence, margin: float = MARGIN,
-                 strength: float = EQUALIZATION) -> None:  # fmt: skip
+                 strength: float = EQUALIZATION, keep_first: bool = True) -> None:  # fmt: skip
         super().__init__()
         if len(layers) != len(ranges):
             raise ValueError(f"{len(layers)} layers but {len(ranges)} ranges")
@@ -247,20 +248,24 @@ class _Chain(nn.Module):
             equal = _equalizer(low, high, conv.weight, strength) if low.dim() else torch.ones(conv.in_channels)
             equals.append(equal)
             points.append(_scale_of(float((low / equal).min()), float((high / equal).max()), margin))
+        self.keep_first = keep_first
         self.layers = []
         for i, ((conv, act), (scale, zero), equal) in enumerate(zip(layers, points, equals)):
-            # The first layer's output is also wanted as it is (the block's features, for its residual); the
+            # The first layer's output may be wanted as it is (the block's features, for its residual); the
             # last one's leaves the chain. The others' come out in the next layer's units.
-            out_div = points[i + 1][0] * equals[i + 1] if 0 < i < len(points) - 1 else 1.0
+            own_units = i == len(points) - 1 or (i == 0 and keep_first)
+            out_div = 1.0 if own_units else points[i + 1][0] * equals[i + 1]
             self.layers.append(_Layer(conv, act, scale, zero, out_div, equal))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
         first = self.layers[0]
-        features = y = first(_padded_uint8(x * first.input_factor, first.zero, first.padding))
+        y = first(_padded_uint8(x * first.input_factor, first.zero, first.padding))
+        features = y if self.keep_first else None
         for i, layer in enumerate(self.layers[1:], 1):
-            # the first layer's output is in its own units (and is also the block's features, kept); the
-            # others' are already in the next layer's
-            y = layer(_padded_uint8(y * layer.input_factor if i == 1 else y, layer.zero, layer.padding))
+            # a kept first output is in its own units (it is also the block's features); the others' are
+            # already in the next layer's
+            into_units = i == 1 and self.keep_first
+            y = layer(_padded_uint8(y * layer.input_factor if into_units else y, layer.zero, layer.padding))
         return features, y
 
     def reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -269,7 +274,7 @@ class _Chain(nn.Module):
         outs = []
         y = x.float()
         for i, layer in enumerate(self.layers):
-            y = y * layer.input_factor if i <= 1 else y
+            y = y * layer.input_factor if i == 0 or (i == 1 and self.keep_first) else y
             q = y.round() + layer.zero  # half to even, as both paths round
             xd = (q.clamp(0, 255) - layer.zero) * layer.scale
             w = layer.weight.float() * layer.out_weight_scales.view(-1, 1, 1, 1)
@@ -293,7 +298,8 @@ class QuantizedBody(nn.Module):
         # The block's own modules, run as they are: a plain list, so that they are not registered (and saved)
         # a second time under this module
         self.before = ([block.conv0[1]] + list(block.convblock))[:start]
-        self.chain = _Chain(layers[start:], ranges[start:], margin)
+        # (from the first unit on, the block's features come from the layers before, as they are)
+        self.chain = _Chain(layers[start:], ranges[start:], margin, keep_first=start == 0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = None
