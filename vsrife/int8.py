@@ -288,7 +288,7 @@ class QuantizedBody(nn.Module):
     from ``start`` on (0: the second stride-2 convolution, 1..8: the units) on 8 bits, those before it as
     they are. Returns (features, units' output), float32."""
 
-    def __init__(self, block: nn.Module, ranges: Sequence[tuple[float, float]], start: int = 0,
+    def __init__(self, block: nn.Module, ranges: Sequence[Sequence], start: int = 0,
                  margin: float = MARGIN) -> None:  # fmt: skip
         super().__init__()
         layers = _layers(block)
@@ -348,7 +348,7 @@ def measure_ranges(network: nn.Module, pairs: Iterable[tuple[Tensor, Tensor]], t
 CALIBRATION_FOOTAGE = (("bikes", tuple(range(0, 241, 20))), ("carphone", tuple(range(0, 101, 20))))
 
 
-def calibrate(interpolator) -> dict[str, list[list[float]]]:  # an engine.Interpolator
+def calibrate(interpolator) -> dict[str, list[list[list[float]]]]:  # an engine.Interpolator
     """:func:`measure_ranges` of a float ``interpolator``'s network over :data:`CALIBRATION_FOOTAGE`
     (fetched from the package index on first use), each frame padded as the interpolator pads it."""
     from .video import frames_of
@@ -373,8 +373,9 @@ _table_lock = threading.Lock()
 _table: dict | None = None
 
 
-def known_ranges(digest: str) -> dict[str, list[list[float]]] | None:
-    """The measured activation ranges for the weights file with sha256 ``digest``, or None."""
+def known_ranges(digest: str) -> dict[str, list[list[list[float]]]] | None:
+    """The measured activation ranges for the weights file with sha256 ``digest`` (per layer, the lows and
+    the highs of its input channels, as :func:`measure_ranges` gives them), or None."""
     global _table
     with _table_lock:
         if _table is None:
@@ -397,7 +398,7 @@ FINEST_START = 1
 FINEST_MARGIN = 1.0
 
 
-def quantize_network(network: nn.Module, ranges: dict[str, Sequence[tuple[float, float]]]) -> nn.Module:
+def quantize_network(network: nn.Module, ranges: dict[str, Sequence[Sequence]]) -> nn.Module:
     """Give every block of a float CPU ``network`` an 8-bit body (:class:`QuantizedBody`) with ``ranges``
     (:func:`measure_ranges`): the coarser blocks from their second stride-2 convolution on, with ranges
     widened by :data:`MARGIN`; the finest from :data:`FINEST_START` on, with ranges widened by
