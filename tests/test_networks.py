@@ -211,3 +211,22 @@ def test_sampled_warps_carry_gradients_like_full_ones():
         out.square().sum().backward()
         grads.append(flow.grad)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+
+
+def test_a_block_given_its_flow_already_reduced_computes_the_same():
+    """The 8-bit form reduces the flow to half size for its half-size warp and hands it to the block,
+    which would otherwise reduce it again: the frame must be the same to the bit."""
+    net = build_network(get_release("4.0"))
+    net.load_state_dict(random_state("4.0", seed=3))
+    block = net.blocks[2]
+    g = torch.Generator().manual_seed(8)
+    pair = torch.rand(1, 6, 32, 48, generator=g)
+    flow = torch.randn(1, 4, 64, 96, generator=g) * 4
+    mask = torch.randn(1, 1, 64, 96, generator=g)
+    parts = (pair, torch.full((1, 1, 1, 1), 0.5), mask)
+    with torch.inference_mode():
+        own = block(parts, flow, 2.0)
+        given = block(parts, flow, 2.0, _resize(flow, 0.5) * 0.5)
+    for a, b in zip(own, given, strict=True):
+        assert torch.equal(a, b)
+    assert own[0].shape == flow.shape and own[0].abs().max() > 0

@@ -170,16 +170,20 @@ class FlowBlock(nn.Module):
         self.quantized: nn.Module | None = None  # an 8-bit form of conv0[1] and the units (vsrife.int8)
 
     def forward(
-        self, parts: Sequence[Tensor], flow: Tensor | None, scale: float
+        self, parts: Sequence[Tensor], flow: Tensor | None, scale: float, low_flow: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``parts`` are the block's inputs at full size, concatenated in order after scaling (which is
         the same as scaling their concatenation, without copying it at full size); an N x C x 1 x 1 part
         is a constant map, such as the timestep, and a part of another size holds only the pixels that
-        the scaling reads (:func:`sampled_step`)."""
+        the scaling reads (:func:`sampled_step`). ``low_flow``, where the caller has it already, is
+        ``flow`` at the working size in its pixels (``_resize(flow, 1 / scale) / scale``, the same
+        values), which spares reducing it again."""
         size = flow.shape[-2:] if flow is not None else parts[0].shape[-2:]
         low = [_reduce(part, scale, size) for part in parts]
         n, _, h, w = next(t for t in low if t.shape[-2:] != (1, 1)).shape
-        if flow is not None:
+        if low_flow is not None:
+            low.append(low_flow)
+        elif flow is not None:
             low.append(_resize(flow, 1 / scale) / scale if scale != 1 else flow)
         # Each part goes straight into its channels of the convolutions' input, cast in the same copy, in
         # the convolutions' own layout; except for bfloat16 on the CPU, where oneDNN takes NCHW planes to
@@ -501,6 +505,7 @@ class IFNet(_Network):
         decision = None  # the 4.0/4.1 large-motion test, read on the host only after every block is queued
         for i in range(1, len(self.blocks)):
             block = self.blocks[i]
+            small = None
             if self.reduced_warps and scales[i] == 2:
                 small = _resize(flow[:, :4], 0.5) * 0.5  # the flow at half size, in half-size pixels
                 warped = warp_pair(_resize(images, 0.5), small)
@@ -510,7 +515,8 @@ class IFNet(_Network):
                 warped = warp_pair(images, flow, scales[i])
                 wfeats = (warp_pair(feats, flow, scales[i]),) if feats is not None else ()
             extra = (carried,) if traits.pass_features else ()
-            delta, m, carried = block((warped, *wfeats, timestep, mask, *extra), flow, scales[i])
+            # (``small`` is also the block's own reduction of the flow: x * 0.5 and x / 2 are the same)
+            delta, m, carried = block((warped, *wfeats, timestep, mask, *extra), flow, scales[i], small)
             if i == 1 and may_restart:
                 # Large motion: a pair whose block-1 update exceeds 32 px in both flows starts again from a
                 # coarser first block, with every later block coarser too (upstream 4.0/4.1). Each pair
