@@ -114,11 +114,8 @@ class _Layer:
     times its own equalizer, which the PReLU, positively homogeneous, lets through unchanged."""
 
     def __init__(self, conv: nn.Conv2d, act: nn.PReLU, scale: float, zero: int, out_div: float | Tensor,
-                 equal: Tensor | None = None) -> None:  # fmt: skip
-        weight = conv.weight.detach().float()
-        if equal is None:
-            equal = torch.ones(weight.shape[1])
-        weight = weight * equal.view(1, -1, 1, 1)
+                 equal: Tensor) -> None:  # fmt: skip
+        weight = conv.weight.detach().float() * equal.view(1, -1, 1, 1)
         self.scale, self.zero = scale, zero  # of this layer's (equalized) input
         # What a float input is multiplied by before it is rounded, where it is not already in these units
         self.input_factor = (1 / (equal * scale)).view(1, -1, 1, 1)
