@@ -114,11 +114,13 @@ class _Layer:
     times its own equalizer, which the PReLU, positively homogeneous, lets through unchanged."""
 
     def __init__(self, conv: nn.Conv2d, act: nn.PReLU, scale: float, zero: int, out_div: float | Tensor,
-                 equal: Tensor) -> None:  # fmt: skip
+                 equal: Tensor, reads_float: bool) -> None:  # fmt: skip
         weight = conv.weight.detach().float() * equal.view(1, -1, 1, 1)
         self.scale, self.zero = scale, zero  # of this layer's (equalized) input
         # What a float input is multiplied by before it is rounded, where it is not already in these units
+        # (reads_float: the chain's input, or a previous output kept in its own units)
         self.input_factor = (1 / (equal * scale)).view(1, -1, 1, 1)
+        self.reads_float = reads_float
         self.weight_scales = (weight.abs().amax((1, 2, 3)) / WEIGHT_LEVELS).clamp_min(1e-12)
         self.weight = (weight / self.weight_scales.view(-1, 1, 1, 1)).round().clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS)
         self.weight = self.weight.to(torch.int8)
@@ -247,22 +249,22 @@ class _Chain(nn.Module):
             points.append(_scale_of(float((low / equal).min()), float((high / equal).max()), margin))
         self.keep_first = keep_first
         self.layers = []
+        reads_float = True  # the chain's input is float, in no layer's units
         for i, ((conv, act), (scale, zero), equal) in enumerate(zip(layers, points, equals)):
             # The first layer's output may be wanted as it is (the block's features, for its residual); the
             # last one's leaves the chain. The others' come out in the next layer's units.
             own_units = i == len(points) - 1 or (i == 0 and keep_first)
             out_div = 1.0 if own_units else points[i + 1][0] * equals[i + 1]
-            self.layers.append(_Layer(conv, act, scale, zero, out_div, equal))
+            self.layers.append(_Layer(conv, act, scale, zero, out_div, equal, reads_float))
+            reads_float = own_units
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
-        first = self.layers[0]
-        y = first(_padded_uint8(x * first.input_factor, first.zero, first.padding))
-        features = y if self.keep_first else None
-        for i, layer in enumerate(self.layers[1:], 1):
-            # a kept first output is in its own units (it is also the block's features); the others' are
-            # already in the next layer's
-            into_units = i == 1 and self.keep_first
-            y = layer(_padded_uint8(y * layer.input_factor if into_units else y, layer.zero, layer.padding))
+        features, y = None, x
+        for i, layer in enumerate(self.layers):
+            # (a float input is multiplied into a new tensor, so a kept first output is never overwritten)
+            y = layer(_padded_uint8(y * layer.input_factor if layer.reads_float else y, layer.zero, layer.padding))
+            if i == 0 and self.keep_first:
+                features = y
         return features, y
 
     def reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -270,8 +272,8 @@ class _Chain(nn.Module):
         and the bias as it is, activate."""
         outs = []
         y = x.float()
-        for i, layer in enumerate(self.layers):
-            y = y * layer.input_factor if i == 0 or (i == 1 and self.keep_first) else y
+        for layer in self.layers:
+            y = y * layer.input_factor if layer.reads_float else y
             q = y.round() + layer.zero  # half to even, as both paths round
             xd = (q.clamp(0, 255) - layer.zero) * layer.scale
             w = layer.weight.float() * layer.out_weight_scales.view(-1, 1, 1, 1)
